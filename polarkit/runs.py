@@ -1,0 +1,290 @@
+"""Run folders: one per notebook execution, whether started by the CLI or by plain papermill.
+
+outputs/<notebook-stem>/<YYYYmmdd-HHMMSS>-<short id>/ holds params.yaml, env.json, status.json,
+metrics.json, figures/, attention/, predictions.csv, and (written by `polarkit.executor` once the
+kernel is gone) notebook.ipynb + notebook.html.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository (holds notebooks/, params/, outputs/)
+RUN_DIR_ENV = "POLARKIT_RUN_DIR"  # set by the CLI: the folder it already made for this run
+_PACKAGES = ("polarkit", "torch", "transformers", "datasets", "tokenizers", "numpy", "pandas",
+             "scikit-learn", "scipy", "papermill", "nbconvert", "bertviz", "optuna")
+_CURRENT: Run | None = None
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601, seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def outputs_dir() -> Path:
+    """$POLARKIT_OUTPUTS, else <repo>/outputs (or ./outputs when polarkit is installed elsewhere)."""
+    if os.environ.get("POLARKIT_OUTPUTS"):
+        return Path(os.environ["POLARKIT_OUTPUTS"])
+    return (ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()) / "outputs"
+
+
+def new_run_dir(stem: str, base: Path | None = None) -> Path:
+    """Create outputs/<stem>/<time>-<id>/; the random id keeps runs started in one second apart."""
+    base = (base or outputs_dir()) / stem
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        d = base / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            d.mkdir()  # exist_ok=False: a collision just draws another id
+            return d
+        except FileExistsError:
+            continue
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (tmp + rename) so readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON file; {} when missing or half-written."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def git_state(root: Path = ROOT) -> dict[str, Any]:
+    """{'commit': sha or None, 'dirty': bool or None} of the repository holding polarkit."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return {"commit": None, "dirty": None}
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        return {"commit": head.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict[str, Any]:
+    """Versions, host and cores; device and seed are added by `polarkit.train.setup`."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {**git_state(), "versions": versions, "platform": platform.platform(), "device": _device(),
+            "cores": os.cpu_count(), "pid": os.getpid(), "data": os.environ.get("POLARKIT_DATA")}
+
+
+def _device() -> str:
+    """'cuda' / 'mps' / 'cpu' as torch sees it (torch imported lazily), or 'unknown'."""
+    try:
+        import torch
+    except ImportError:
+        return "unknown"
+    return "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+
+
+class Run:
+    """Handle on one run folder; the notebook gets it from `start_run`."""
+
+    def __init__(self, path: Path):
+        self.dir = Path(path)
+        self._last_beat = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def figures_dir(self) -> Path:
+        return _mkdir(self.dir / "figures")
+
+    @property
+    def attention_dir(self) -> Path:
+        return _mkdir(self.dir / "attention")
+
+    @property
+    def models_dir(self) -> Path:
+        return _mkdir(self.dir / "models")
+
+    def status(self) -> dict:
+        return read_json(self.dir / "status.json")
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        """Merge `state` and extra fields into status.json."""
+        write_json(self.dir / "status.json", {**self.status(), "state": state, **extra})
+
+    def heartbeat(self, every: float = 5.0, **progress: Any) -> None:
+        """Record progress (e.g. step=120, total=900) in status.json, at most once per `every` seconds."""
+        if time.monotonic() - self._last_beat < every:
+            return
+        self._last_beat = time.monotonic()
+        st = self.status()
+        write_json(self.dir / "status.json", {**st, "heartbeat": {"time": now(), **progress}})
+
+    def update_env(self, **fields: Any) -> None:
+        """Add fields (device, seed, threads, ...) to env.json."""
+        write_json(self.dir / "env.json", {**read_json(self.dir / "env.json"), **fields})
+
+    def log_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Merge flat {split_metric: number} into metrics.json; returns the whole file's content."""
+        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        merged = {**read_json(self.dir / "metrics.json"), **clean}
+        write_json(self.dir / "metrics.json", merged)
+        return merged
+
+    def save_predictions(self, df) -> Path:
+        """Write per-example predictions (a DataFrame) to predictions.csv."""
+        path = self.dir / "predictions.csv"
+        df.to_csv(path, index=False)
+        return path
+
+    def finish(self, metrics: dict[str, Any] | None = None):
+        """Log final metrics, mark the notebook body as done, and return the metrics table."""
+        merged = self.log_metrics(metrics or {})
+        self.set_status("succeeded", end=now(), duration_s=_duration(self.status()))
+        import pandas as pd
+        return pd.DataFrame({"metric": list(merged), "value": list(merged.values())})
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, (str, bool))
+    except (TypeError, ValueError):
+        return False
+
+
+def _duration(status: dict) -> float | None:
+    try:
+        start = datetime.fromisoformat(status["start"])
+        return round((datetime.now(timezone.utc) - start).total_seconds(), 1)
+    except (KeyError, ValueError):
+        return None
+
+
+def parameters_in(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters: the plain-valued public globals defined before `start_run`."""
+    skip = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+    plain = (int, float, str, bool, list, dict, type(None))
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in skip and isinstance(v, plain)}
+
+
+def current() -> Run | None:
+    """The run this process is recording into, if any."""
+    return _CURRENT
+
+
+def start_run(notebook: str, namespace: dict[str, Any]) -> Run:
+    """Open the run folder for this notebook execution; call right after the parameters cell.
+
+    Checks the parameter values against the notebook's declared types (repairing YAML 1.1
+    mangling from plain papermill in place), writes params.yaml, env.json, status.json, and,
+    under plain papermill, starts a watcher that saves the executed notebook and HTML here.
+    """
+    global _CURRENT
+    given = os.environ.get(RUN_DIR_ENV)
+    run = Run(Path(given)) if given else Run(new_run_dir(notebook))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    old = run.status()
+    run.set_status("running", notebook=notebook, start=old.get("start") or now(),
+                   profile=os.environ.get("POLARKIT_PROFILE") or old.get("profile"), kernel_pid=os.getpid())
+    if not given:
+        _watch_papermill(run)  # first, so that even a parameter error below leaves a finished record
+    _CURRENT = run
+    values = _checked(notebook, namespace)
+    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False),
+                                         encoding="utf-8")
+    write_json(run.dir / "env.json", {**environment(), "seed": values.get("seed")})
+    _show_summary(run, notebook, values)
+    return run
+
+
+def _show_summary(run: Run, notebook: str, values: dict[str, Any]) -> None:
+    """The first thing a reviewer sees: what ran, where, on what, at which commit."""
+    env = read_json(run.dir / "env.json")
+    commit = (env.get("commit") or "?")[:10] + (" (dirty)" if env.get("dirty") else "")
+    rows = {"notebook": notebook, "run id": run.id, "profile": run.status().get("profile") or "-",
+            "model": values.get("model", "-"), "data": os.environ.get("POLARKIT_DATA") or "hub",
+            "device": env.get("device", "-"),
+            "git commit": commit, "run folder": str(run.dir)}
+    try:
+        from IPython.display import Markdown, display
+        display(Markdown("| run | |\n|---|---|\n" + "\n".join(f"| {k} | `{v}` |" for k, v in rows.items())))
+    except ImportError:
+        print("\n".join(f"{k}: {v}" for k, v in rows.items()))
+
+
+def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of the namespace, checked against the notebook's declaration when it can be found."""
+    values = parameters_in(namespace)
+    nb = ROOT / "notebooks" / f"{notebook}.ipynb"
+    if not nb.is_file():
+        return values
+    from polarkit import params
+    declared = params.declared(nb)
+    values = {k: v for k, v in values.items() if k in declared}
+    fixed, notes = params.repair(values, declared)
+    for note in notes:
+        print(f"polarkit: {note}", file=sys.stderr)
+    namespace.update(fixed)
+    values.update(fixed)
+    params.check(values, declared, source=f"parameters of {nb.name}")
+    return values
+
+
+def _papermill_argv(pid: int) -> tuple[list[str], Path] | None:
+    """(papermill arguments, cwd) of process `pid` if it is a papermill command line, else None."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    for i, a in enumerate(argv[:3]):
+        if Path(a).name == "papermill" or (a == "-m" and argv[i + 1:i + 2] == ["papermill"]):
+            return argv[i + (2 if a == "-m" else 1):], cwd
+    return None
+
+
+def _watch_papermill(run: Run) -> None:
+    """Under plain papermill, spawn a detached watcher that finalises the run when papermill exits."""
+    found = _papermill_argv(os.getppid())
+    if not found:
+        return  # interactive session: there is no executed notebook file to collect
+    argv, cwd = found
+    try:
+        from papermill.cli import papermill as cli
+        ctx = cli.make_context("papermill", list(argv), resilient_parsing=True)
+        out = ctx.params.get("output_path")
+    except Exception:  # noqa: BLE001 - an unparsable command line only loses the notebook copy
+        out = None
+    if not out or out == "-":
+        return
+    subprocess.Popen(
+        [sys.executable, "-m", "polarkit.executor", "watch", str(os.getppid()), str(run.dir), str(cwd / out)],
+        start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(run.dir / "watcher.log", "w"))

@@ -1,0 +1,119 @@
+"""A thin layer over `transformers.Trainer`, shared by every notebook; knows no model or dataset.
+
+`setup` picks device and seed in one call (recorded in env.json); `fit` trains with dynamic
+padding and length-grouped batches for text, keeps the best checkpoint by a chosen metric, stops
+early, beats the run heartbeat, and returns the history as a DataFrame for plots.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from polarkit import runs
+
+
+def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
+    """Seed everything, choose the device ('auto' -> cuda, mps, cpu) and CPU threads; record them."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else (
+            "mps" if torch.backends.mps.is_available() else "cpu")
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    transformers.set_seed(seed)
+    info = {"device": device, "seed": seed, "threads": torch.get_num_threads(),
+            "cuda_devices": torch.cuda.device_count()}
+    if (run := runs.current()) is not None:
+        run.update_env(**info)
+    return info
+
+
+class _Heartbeat(TrainerCallback):
+    """Beats status.json on every log; in batch logs (no notebook) prints a sparse progress line."""
+
+    def __init__(self, every_s: float = 30.0):
+        self.every_s, self._last = every_s, 0.0
+        self.quiet = "ipykernel" in sys.modules  # the notebook shows Trainer's own progress widget
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        progress = {"step": state.global_step, "total": state.max_steps, "epoch": round(state.epoch or 0, 3)}
+        if (run := runs.current()) is not None:
+            run.heartbeat(**progress, **{k: v for k, v in (logs or {}).items() if isinstance(v, float)})
+        if not self.quiet and time.monotonic() - self._last > self.every_s:
+            self._last = time.monotonic()
+            print(f"[train] step {state.global_step}/{state.max_steps} {logs}", file=sys.stderr, flush=True)
+
+
+def history(trainer: Trainer) -> pd.DataFrame:
+    """One row per evaluation: epoch, step, train_loss (mean since the last eval), eval_* columns."""
+    rows, pending = [], []
+    for entry in trainer.state.log_history:
+        if "loss" in entry:
+            pending.append(entry["loss"])
+        if any(k.startswith("eval_") for k in entry):
+            row = {"epoch": entry.get("epoch"), "step": entry.get("step"),
+                   "train_loss": float(np.mean(pending)) if pending else np.nan}
+            rows.append(row | {k: v for k, v in entry.items() if k.startswith("eval_")})
+            pending = []
+    return pd.DataFrame(rows)
+
+
+def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs: float = 1.0,
+        lr: float = 5e-5, batch_size: int = 32, eval_batch_size: int | None = None,
+        weight_decay: float = 0.01, warmup_ratio: float = 0.06, scheduler: str = "linear",
+        metric: str = "loss", patience: int | None = None, evals_per_epoch: int = 1,
+        tokenizer=None, collator=None, compute_metrics: Callable | None = None,
+        group_by_length: bool = True, max_steps: int = -1, grad_accum: int = 1,
+        seed: int = 0, callbacks: list | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
+    """Train with `transformers.Trainer`; keep the best checkpoint by `metric`; return (trainer, history).
+
+    With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
+    `group_by_length` groups similar lengths (the dataset may carry a precomputed `length` column).
+    `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised.
+    """
+    if collator is None and tokenizer is not None:
+        collator = transformers.DataCollatorWithPadding(tokenizer)
+    steps_per_epoch = max(1, len(train_dataset) // (batch_size * grad_accum))
+    eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
+    has_eval = eval_dataset is not None
+    args = TrainingArguments(
+        output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
+        gradient_accumulation_steps=grad_accum, weight_decay=weight_decay, warmup_steps=warmup_ratio,
+        lr_scheduler_type=scheduler, seed=seed, data_seed=seed,
+        eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
+        save_strategy="steps" if has_eval else "no", save_steps=eval_every, save_total_limit=1,
+        save_only_model=True, load_best_model_at_end=has_eval,
+        metric_for_best_model=metric if has_eval else None,
+        greater_is_better=None if not has_eval else not metric.endswith("loss"),
+        logging_steps=max(1, min(50, eval_every // 4)), report_to="none",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
+        dataloader_num_workers=0, **extra)
+    cbs = [_Heartbeat(), *(callbacks or [])]
+    if patience and has_eval:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
+                      callbacks=cbs)
+    trainer.train()
+    return trainer, history(trainer)
+
+
+def _fused_ok() -> bool:
+    """Fused AdamW exists for CPU tensors in torch >= 2.4."""
+    return tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)
+
+
+def predict(trainer: Trainer, dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits or predictions [N, ...], labels [N] or None) from `trainer.predict`."""
+    out = trainer.predict(dataset)
+    preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return preds, out.label_ids
