@@ -243,6 +243,8 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """Parameters of the namespace, checked against the notebook's declaration when it can be found."""
     values = parameters_in(namespace)
     nb = ROOT / "notebooks" / f"{notebook}.ipynb"
+    if not nb.is_file():  # a notebook outside the repo: papermill's command line names it
+        nb = (_papermill_paths(os.getppid()) or (Path(),))[0]
     if not nb.is_file():
         return values
     from polarkit import params
@@ -257,8 +259,8 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _papermill_argv(pid: int) -> tuple[list[str], Path] | None:
-    """(papermill arguments, cwd) of process `pid` if it is a papermill command line, else None."""
+def _papermill_paths(pid: int) -> tuple[Path, Path | None] | None:
+    """(input notebook, output notebook or None) if process `pid` is a papermill command line."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
@@ -266,25 +268,27 @@ def _papermill_argv(pid: int) -> tuple[list[str], Path] | None:
         return None
     for i, a in enumerate(argv[:3]):
         if Path(a).name == "papermill" or (a == "-m" and argv[i + 1:i + 2] == ["papermill"]):
-            return argv[i + (2 if a == "-m" else 1):], cwd
-    return None
+            args = argv[i + (2 if a == "-m" else 1):]
+            break
+    else:
+        return None
+    try:
+        from papermill.cli import papermill as cli
+        ctx = cli.make_context("papermill", list(args), resilient_parsing=True)
+    except Exception:  # noqa: BLE001 - an unparsable command line only loses the notebook copy
+        return None
+    nb_in, out = ctx.params.get("notebook_path"), ctx.params.get("output_path")
+    if not nb_in:
+        return None
+    return cwd / nb_in, (cwd / out if out and out != "-" else None)
 
 
 def _watch_papermill(run: Run) -> None:
     """Under plain papermill, spawn a detached watcher that finalises the run when papermill exits."""
-    found = _papermill_argv(os.getppid())
-    if not found:
-        return  # interactive session: there is no executed notebook file to collect
-    argv, cwd = found
-    try:
-        from papermill.cli import papermill as cli
-        ctx = cli.make_context("papermill", list(argv), resilient_parsing=True)
-        out = ctx.params.get("output_path")
-    except Exception:  # noqa: BLE001 - an unparsable command line only loses the notebook copy
-        out = None
-    if not out or out == "-":
-        return
+    found = _papermill_paths(os.getppid())
+    if not found or found[1] is None:
+        return  # interactive session (or output to stdout): no executed notebook file to collect
     subprocess.Popen(
-        [sys.executable, "-m", "polarkit.executor", "watch", str(os.getppid()), str(run.dir), str(cwd / out)],
+        [sys.executable, "-m", "polarkit.executor", "watch", str(os.getppid()), str(run.dir), str(found[1])],
         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=open(run.dir / "watcher.log", "w"))

@@ -1,0 +1,133 @@
+"""Shared plumbing for the loaders: where the data lives, clear errors, seeded sampling.
+
+Every loader goes through `locate` (missing file -> FileNotFoundError naming the path),
+`read_table` / `require_columns` (missing column -> ValueError naming file and columns)
+and `sample_rows` (seeded `n`), so the error messages are the same everywhere.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polarkit.data.registry import DATASETS
+
+ENV_VAR = "POLARKIT_DATA"
+# polarkit/data/_io.py -> parents[2] is the repo root (the parent of the package dir)
+DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def data_root() -> Path | None:
+    """$POLARKIT_DATA if set, else <repo>/../shared/data if it exists, else None (-> hub)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_ROOT if DEFAULT_ROOT.is_dir() else None
+
+
+def _hub_hint(name: str) -> str:
+    hub = DATASETS[name].hub
+    if hub is None:
+        return f"'{name}' has no Hugging Face hub fallback, so the local file is required"
+    return (f"hub fallback {format_hub(hub)} is only tried when no data root exists "
+            f"(unset {ENV_VAR} and no ../shared/data)")
+
+
+def format_hub(hub: tuple[str, str | None]) -> str:
+    path, config = hub
+    return f"load_dataset({path!r}, {config!r})" if config else f"load_dataset({path!r})"
+
+
+def locate(name: str, rel: str) -> Path:
+    """Absolute path of `rel` under the data root; FileNotFoundError says what is missing."""
+    root = data_root()
+    env = os.environ.get(ENV_VAR)
+    if root is None:
+        raise FileNotFoundError(
+            f"dataset '{name}': no data root ({ENV_VAR} is not set and ../shared/data does "
+            f"not exist), so {rel} cannot be read; {_hub_hint(name)}")
+    path = root / rel
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset '{name}': missing file {path} ({ENV_VAR}={env!r}; expected layout: "
+            f"shared/data/MANIFEST.md); {_hub_hint(name)}")
+    return path
+
+
+def require_columns(df: pd.DataFrame, required, source) -> pd.DataFrame:
+    """ValueError naming `source`, the missing and the found columns (never a bare KeyError)."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; columns found: "
+                         f"{list(df.columns)}")
+    return df
+
+
+def check_rows(df: pd.DataFrame, expected: int | None, source) -> pd.DataFrame:
+    """ValueError if `df` does not have the row count the MANIFEST states for `source`."""
+    if expected is not None and len(df) != expected:
+        raise ValueError(f"{source}: expected {expected:,} rows, read {len(df):,} "
+                         f"(wrong file, or parsed with the wrong quoting?)")
+    return df
+
+
+def read_table(path: Path, required_columns=(), expected_rows: int | None = None,
+               **read_kw) -> pd.DataFrame:
+    """pd.read_csv(path, **read_kw) plus the column and row-count checks."""
+    df = pd.read_csv(path, **read_kw)
+    require_columns(df, required_columns, path)
+    return check_rows(df, expected_rows, path)
+
+
+def check_split(split: str, allowed: tuple[str, ...]) -> None:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+
+
+def sample_index(size: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of n of `size` rows, without replacement;
+    all positions if n is None or n >= size."""
+    if n is None or n >= size:
+        return np.arange(size)
+    if n < 0:
+        raise ValueError(f"n must be >= 0 or None, got {n}")
+    # sorted so a sample keeps the file's order; which rows are picked depends on seed
+    return np.sort(np.random.default_rng(seed).choice(size, size=n, replace=False))
+
+
+def sample_rows(df: pd.DataFrame, n: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Seeded sample of n rows (a copy, index reset); the whole frame if n is None or too big."""
+    return df.iloc[sample_index(len(df), n, seed)].reset_index(drop=True)
+
+
+def hub_dataset(name: str, split: str, rel: str):
+    """datasets.load_dataset(<hub id of name>, split=split); failure names the local file too."""
+    hub = DATASETS[name].hub
+    if hub is None:
+        locate(name, rel)  # raises: no root and no hub fallback
+    path, config = hub
+    try:
+        import datasets  # lazy: heavy import, only needed without local data
+
+        return datasets.load_dataset(path, config, split=split)
+    except Exception as exc:  # offline, renamed repo, script datasets no longer supported ...
+        raise FileNotFoundError(
+            f"dataset '{name}': no local data root ({ENV_VAR} unset and no ../shared/data, "
+            f"so {rel} was not read) and the hub fallback "
+            f"{format_hub(hub)}, split={split!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def hub_frame(name: str, split: str, rel: str, required=(), rename=None) -> pd.DataFrame:
+    """hub_dataset(...).to_pandas() with columns renamed and checked like a local file."""
+    df = hub_dataset(name, split, rel).to_pandas().rename(columns=rename or {})
+    return require_columns(df, required, f"{format_hub(DATASETS[name].hub)} split {split!r}")
+
+
+def train_val_split(df: pd.DataFrame, frac: float = 0.1, seed: int = 0):
+    """Seeded split of a frame into (train, val) with round(frac * len) rows in val."""
+    val_idx = sample_index(len(df), int(round(frac * len(df))), seed)
+    mask = np.zeros(len(df), dtype=bool)
+    mask[val_idx] = True
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
