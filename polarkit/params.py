@@ -80,6 +80,10 @@ def declared(notebook: str | Path) -> dict[str, Param]:
     found = papermill.inspect_notebook(str(nb))
     if not found:
         raise ParamError(f"{nb}: has no cell tagged 'parameters'")
+    missed = _assigned_names(nb) - set(found)
+    if missed:  # papermill skips lines it cannot parse (e.g. quotes inside the comment)
+        raise ParamError(f"{nb}: papermill cannot parse the parameters line(s) for {sorted(missed)}; "
+                         "write `name: type = value  # comment` without quotes in the comment")
     out = {}
     for name, p in found.items():
         try:
@@ -88,6 +92,17 @@ def declared(notebook: str | Path) -> dict[str, Param]:
             default = p["default"]
         out[name] = Param(name, p["inferred_type_name"] or "None", default, p["help"] or "")
     return out
+
+
+def _assigned_names(nb: Path) -> set[str]:
+    """Names assigned at top level of the notebook's `parameters` cell (parsed with ast)."""
+    import nbformat
+    cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    names = set()
+    for node in ast.parse(cell.source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
 
 
 def _problem(key: str, value: Any, p: Param) -> str | None:

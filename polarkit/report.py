@@ -104,3 +104,45 @@ def write_index(outputs: Path | None = None) -> Path:
 _BASE = {"notebook", "run", "status", "profile", "start", "duration_s", "error"}
 _CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}")
+
+
+def default_metric(board: pd.DataFrame) -> str | None:
+    """The first test_/dev_/val_ metric column with values, for sorting when none is named."""
+    for prefix in ("test_", "dev_", "val_"):
+        for c in board.columns:
+            if c.startswith(prefix) and board[c].notna().any():
+                return c
+    return None
+
+
+def plot_metric(board: pd.DataFrame, metric: str):
+    """Bar chart of `metric` per run (succeeded runs only), labelled notebook/run."""
+    from polarkit.viz import plots
+    ok = board[(board["status"] == "succeeded") & board[metric].notna()] if metric in board else board.iloc[:0]
+    fig, ax = plots.figure(size=(8, 0.4 * max(3, len(ok)) + 1))
+    if ok.empty:
+        ax.text(0.5, 0.5, f"no succeeded run has {metric or 'a metric'}", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    ax.barh([f"{r.notebook}/{r.run}" for r in ok.itertuples()], ok[metric])
+    ax.set_xlabel(metric)
+    ax.invert_yaxis()
+    return fig
+
+
+def plot_histories(dirs: list[Path], column: str = "eval_loss", name: str = "history.csv"):
+    """Training curves (`column` vs epoch) of every run that saved a history, overlaid."""
+    from polarkit.viz import plots
+    fig, ax = plots.figure(size=(8, 4))
+    for d in dirs:
+        try:
+            h = pd.read_csv(d / name)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue
+        if column in h and "epoch" in h:
+            ax.plot(h["epoch"], h[column], marker=".", label=f"{d.parent.name}/{d.name}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return fig

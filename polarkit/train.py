@@ -71,12 +71,14 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
         metric: str = "loss", patience: int | None = None, evals_per_epoch: int = 1,
         tokenizer=None, collator=None, compute_metrics: Callable | None = None,
         group_by_length: bool = True, max_steps: int = -1, grad_accum: int = 1,
-        seed: int = 0, callbacks: list | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
+        seed: int = 0, callbacks: list | None = None, history_name: str = "history",
+        **extra: Any) -> tuple[Trainer, pd.DataFrame]:
     """Train with `transformers.Trainer`; keep the best checkpoint by `metric`; return (trainer, history).
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
     `group_by_length` groups similar lengths (the dataset may carry a precomputed `length` column).
     `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised.
+    The history is also saved as `<history_name>.csv` in the active run folder (for compare).
     """
     if collator is None and tokenizer is not None:
         collator = transformers.DataCollatorWithPadding(tokenizer)
@@ -104,7 +106,10 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
                       data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                       callbacks=cbs)
     trainer.train()
-    return trainer, history(trainer)
+    hist = history(trainer)
+    if (run := runs.current()) is not None:
+        hist.to_csv(run.dir / f"{history_name}.csv", index=False)
+    return trainer, hist
 
 
 def _fused_ok() -> bool:
