@@ -25,8 +25,9 @@ $(VENV)/.installed: pyproject.toml
 
 # Debian packages the browser tests and Hangul plots use (skipped when not root / no apt).
 system:
-	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+	@if { ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi nanum; } \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; fi
 
 run: setup
 	$(VENV)/bin/polarkit run-all --profile $(PROFILE)
