@@ -48,6 +48,7 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits these
     error = None
+    ticker = _Ticker(run) if not sys.stderr.isatty() else None  # batch logs: a sparse progress line
     try:
         pm.execute_notebook(str(notebook), str(run.dir / "notebook.ipynb"), parameters=values,
                             kernel_name=ensure_kernel(), cwd=str(notebook.parent),
@@ -55,10 +56,33 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
     except Exception as e:  # noqa: BLE001 - recorded in status.json, then re-raised by the caller's choice
         error = e
     finally:
+        if ticker:
+            ticker.stop()
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     finalize(run.dir, run.dir / "notebook.ipynb", error=error)
     return run.dir
+
+
+class _Ticker:
+    """Prints the run's heartbeat to stderr every `every` seconds while a notebook executes."""
+
+    def __init__(self, run: runs.Run, every: float = 60.0):
+        import threading
+        self.run, self.every, self.t0 = run, every, time.monotonic()
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            beat = self.run.status().get("heartbeat") or {}
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in beat.items() if k != "time")
+            print(f"  … {self.run.dir.parent.name} {time.monotonic() - self.t0:.0f}s {shown}",
+                  file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _first_error(nb) -> tuple[int | None, str | None, str | None]:
