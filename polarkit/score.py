@@ -63,3 +63,45 @@ def minmax_gap(labels, scores) -> float:
     span = s.max() - s.min()
     norm = (s - s.min()) / span if span > 0 else np.zeros_like(s)
     return float(np.mean(np.abs(np.asarray(labels, dtype=float) - norm)))
+
+
+def per_class(y_true, y_pred, names) -> dict[str, dict[str, float]]:
+    """Per-class precision, recall, F1, support of [N, C] 0/1 targets vs [N, C] 0/1 predictions
+    (or [N] class ids, C = len(names)) -> {name: {precision, recall, f1, support}}."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = None if y_true.ndim == 2 else list(range(len(names)))
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None,
+                                                     zero_division=0)
+    return {str(n): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                     "support": float(s[i])} for i, n in enumerate(names)}
+
+
+def best_thresholds(y_true, y_prob, grid=None, default: float = 0.5) -> np.ndarray:
+    """Per-class threshold [C] maximising F1 of (y_prob[:, c] >= t) on [N, C] targets/probabilities.
+
+    Ties go to the threshold nearest `default`; a class without positives keeps `default`.
+    """
+    y_true, y_prob = np.asarray(y_true).astype(int), np.asarray(y_prob, dtype=float)
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 3) if grid is None else np.asarray(grid, dtype=float)
+    order = np.argsort(np.abs(grid - default), kind="stable")  # first max = the one nearest default
+    out = np.full(y_true.shape[1], float(default))
+    for c in range(y_true.shape[1]):
+        if y_true[:, c].sum() == 0:
+            continue
+        f1s = [skm.f1_score(y_true[:, c], y_prob[:, c] >= t, zero_division=0) for t in grid[order]]
+        out[c] = grid[order][int(np.argmax(f1s))]
+    return out
+
+
+def pair_f1(gold_sets, pred_sets, prefix: str = "") -> dict[str, float]:
+    """Micro precision/recall/F1 over (keyword, polarity) pairs: per review, gold and predicted
+    collections of hashable pairs [N]; a predicted pair counts once if it is among that review's gold."""
+    tp = n_pred = n_gold = 0
+    for gold, pred in zip(gold_sets, pred_sets, strict=True):
+        gold, pred = set(map(tuple, gold)), set(map(tuple, pred))
+        tp, n_pred, n_gold = tp + len(gold & pred), n_pred + len(pred), n_gold + len(gold)
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {f"{prefix}pair_precision": p, f"{prefix}pair_recall": r, f"{prefix}pair_f1": f}
+

@@ -45,10 +45,21 @@ class _Heartbeat(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         progress = {"step": state.global_step, "total": state.max_steps, "epoch": round(state.epoch or 0, 3)}
         if (run := runs.current()) is not None:
-            run.heartbeat(**progress, **{k: v for k, v in (logs or {}).items() if isinstance(v, float)})
+            # logs carry their own float `epoch`: merge as dicts so a key given twice is not a TypeError
+            run.heartbeat(**({k: v for k, v in (logs or {}).items() if isinstance(v, float)} | progress))
         if not self.quiet and time.monotonic() - self._last > self.every_s:
             self._last = time.monotonic()
             print(f"[train] step {state.global_step}/{state.max_steps} {logs}", file=sys.stderr, flush=True)
+
+
+class _Trainer(Trainer):
+    """Trainer whose evaluation/prediction keeps the dataset order: with group_by_length,
+    transformers 5 also shuffles eval batches, so `predict` rows would not match the input rows."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size > 1:
+            return super()._get_eval_sampler(eval_dataset)
+        return torch.utils.data.SequentialSampler(eval_dataset)
 
 
 def history(trainer: Trainer) -> pd.DataFrame:
@@ -98,13 +109,13 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
         logging_steps=max(1, min(50, eval_every // 4)), report_to="none",
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
-        dataloader_num_workers=0, **extra)
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **extra)
     cbs = [_Heartbeat(), *(callbacks or [])]
     if patience and has_eval:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
-                      callbacks=cbs)
+    trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                       data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
+                       callbacks=cbs)
     trainer.train()
     hist = history(trainer)
     if (run := runs.current()) is not None:

@@ -52,3 +52,33 @@ def test_minmax_gap():
 def test_softmax_rows_sum_to_one():
     p = score.softmax([[1.0, 2.0, 3.0], [1000.0, 0.0, 0.0]])
     assert np.allclose(p.sum(1), 1) and p[1, 0] == pytest.approx(1.0)
+
+
+def test_per_class_matches_sklearn_multilabel_and_single_label():
+    y, p = rng.integers(0, 2, (60, 3)), rng.integers(0, 2, (60, 3))
+    t = score.per_class(y, p, ["a", "b", "c"])
+    assert t["b"]["f1"] == pytest.approx(skm.f1_score(y[:, 1], p[:, 1]))
+    assert t["c"]["support"] == y[:, 2].sum()
+    yi, pi = rng.integers(0, 3, 80), rng.integers(0, 3, 80)
+    t = score.per_class(yi, pi, ["x", "y", "z"])
+    assert t["z"]["recall"] == pytest.approx(skm.recall_score(yi, pi, labels=[2], average="macro"))
+
+
+def test_best_thresholds_beat_or_match_half_on_the_same_data():
+    y = rng.integers(0, 2, (200, 3))
+    prob = np.clip(0.25 + 0.4 * y + rng.normal(0, 0.15, y.shape), 0, 1)  # positives sit near 0.65, negatives near 0.25
+    prob[:, 2] = 0.9  # an uninformative constant column: every threshold below 0.9 gives the same F1
+    t = score.best_thresholds(y, prob)
+    for c in range(2):
+        assert skm.f1_score(y[:, c], prob[:, c] >= t[c]) >= skm.f1_score(y[:, c], prob[:, c] >= 0.5)
+    assert 0.3 <= t[0] <= 0.6 and t[2] == pytest.approx(0.5)  # tie -> nearest the default
+    assert score.best_thresholds(np.zeros((5, 1)), rng.uniform(size=(5, 1)))[0] == 0.5
+
+
+def test_pair_f1_counts_pairs_per_review():
+    gold = [{("맛", "positive")}, {("가격", "negative"), ("양", "positive")}, set()]
+    pred = [[("맛", "positive")], [("가격", "positive")], [("배달", "neutral")]]
+    m = score.pair_f1(gold, pred, prefix="dev_")
+    assert m["dev_pair_precision"] == pytest.approx(1 / 3) and m["dev_pair_recall"] == pytest.approx(1 / 3)
+    assert m["dev_pair_f1"] == pytest.approx(1 / 3)
+    assert score.pair_f1([set()], [set()])["pair_f1"] == 0.0

@@ -1,0 +1,76 @@
+"""Train one stage (sentiment / keywords / polarity) on an encoder: tokenise, build, fit.
+
+    enc, cut = encode(stage, tok, max_length=64)      # {split: Dataset}, truncation counts
+    clf = build(spec, stage, tok, pooling="mean", freeze_embeddings=True)
+    trainer, hist, seconds = train_stage(clf, stage, enc, tok, epochs=1, lr=5e-5, ...)
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+from polarkit import models, score, text, train
+from polarkit.reviews.tasks import Stage
+
+_PROBLEM = {"single": "single_label_classification", "pair": "single_label_classification",
+            "multi": "multi_label_classification"}
+
+
+def encode(stage: Stage, tokenizer, max_length: int = 128,
+           splits=("train", "val", "test", "pool")) -> tuple[dict, pd.DataFrame]:
+    """Tokenise a stage's splits -> ({split: datasets.Dataset}, table of texts cut at max_length)."""
+    out, rows = {}, []
+    for s in splits:
+        df = getattr(stage, s)
+        if len(df) == 0:
+            continue
+        out[s], n_cut = text.tokenize(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
+                                      label_dtype=stage.label_dtype)
+        rows.append({"stage": stage.name, "split": s, "rows": len(df), "truncated": n_cut,
+                     "truncated_share": round(n_cut / len(df), 4)})
+    return out, pd.DataFrame(rows)
+
+
+def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze_embeddings: bool = False,
+          dropout: float = 0.1) -> text.EncoderClassifier:
+    """EncoderClassifier over `models.load_model(spec, head="encoder")` with one output per class
+    (`scratch:*` specs take their vocabulary from `tokenizer`)."""
+    encoder = models.load_model(spec, head="encoder", tokenizer=tokenizer)
+    clf = text.EncoderClassifier(encoder, num_labels=len(stage.labels),
+                                 pooling=pooling, problem_type=_PROBLEM[stage.kind], dropout=dropout)
+    if freeze_embeddings:
+        text.freeze_embeddings(clf)
+    return clf
+
+
+def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: float = 1.0, lr: float = 5e-5,
+              batch_size: int = 32, max_steps: int = -1, evals_per_epoch: int = 2, patience: int | None = None,
+              metric: str = "loss", seed: int = 0, **extra):
+    """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint by `metric` on val."""
+    if stage.kind == "multi":
+        compute = text.compute_metrics_for("multilabel")
+    else:  # macro F1 whenever there are more than 2 classes (a small val split may lack one of them)
+        average = "binary" if len(stage.labels) == 2 else "macro"
+
+        def compute(eval_pred):
+            logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+            return score.classification(eval_pred.label_ids, np.asarray(logits).argmax(-1), average=average)
+    return train.fit(clf, encoded["train"], encoded.get("val"), out_dir=out_dir, epochs=epochs, lr=lr,
+                     batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
+                     patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
+                     compute_metrics=compute, **extra)
+
+
+def train_stage(clf, stage: Stage, encoded: dict, tokenizer, **fit_kw):
+    """`fit_stage` with checkpoints in a temporary folder, removed afterwards (the best weights are
+    loaded back into `clf`) -> (trainer, history DataFrame, wall seconds)."""
+    ckpt, t0 = tempfile.mkdtemp(prefix="polarkit_reviews_"), time.perf_counter()
+    try:
+        trainer, hist = fit_stage(clf, stage, encoded, tokenizer, out_dir=ckpt, **fit_kw)
+    finally:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return trainer, hist, time.perf_counter() - t0

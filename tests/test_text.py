@@ -1,0 +1,133 @@
+"""polarkit.text: tokenisation, the encoder + linear head, save/load, Predictor, Trainer metrics."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from sklearn import metrics as skm
+
+from polarkit import models, text, train
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return models.load_tokenizer("minilm-l6")
+
+
+@pytest.fixture(scope="module")
+def encoder_factory(tok):
+    """A fresh tiny random BERT on MiniLM's vocabulary (fast; weights differ per seed)."""
+    def make(seed=0):
+        torch.manual_seed(seed)
+        return models.load_model("scratch:tiny", head="encoder", tokenizer=tok)
+    return make
+
+
+DF = pd.DataFrame({"text": ["The cat sat on the mat.", "Cat the on sat.", "Dogs bark loudly at night.",
+                            "A very long sentence " + "with many words " * 20],
+                   "other": ["x", "y", "z", "w"], "label": [1, 0, 1, 0], "y": [0.1, 0.9, 0.5, 0.0]})
+
+
+def test_tokenize_counts_truncation_and_types(tok):
+    ds, n_cut = text.tokenize(DF, tok, max_length=12)
+    full = [len(tok(t)["input_ids"]) for t in DF["text"]]
+    assert n_cut == sum(n > 12 for n in full) == 1
+    assert ds["length"] == [min(n, 12) for n in full]
+    assert ds["labels"] == [1, 0, 1, 0] and {"input_ids", "attention_mask"} <= set(ds.column_names)
+    pair, _ = text.tokenize(DF, tok, pair_col="other", label_col="y", label_dtype="float")
+    assert pair["length"][0] == len(tok(DF.text[0], "x")["input_ids"])
+    assert pair["labels"] == pytest.approx(DF.y.tolist())
+
+
+def test_tokenize_multi_labels_and_no_labels(tok):
+    df = DF.assign(a=[1, 0, 0, 1], b=[0, 0, 1, 1])
+    ds, _ = text.tokenize(df, tok, label_col=["a", "b"], label_dtype="multi")
+    assert ds["labels"] == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    assert "labels" not in text.tokenize(DF, tok, label_col=None)[0].column_names
+
+
+def test_tokenize_clear_errors(tok):
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['sentence'\]"):
+        text.tokenize(DF, tok, text_col="sentence")
+    with pytest.raises(ValueError, match="empty"):
+        text.tokenize(DF.iloc[:0], tok)
+    with pytest.raises(ValueError, match="label_dtype"):
+        text.tokenize(DF, tok, label_dtype="str")
+
+
+def test_pooling_against_manual():
+    h = torch.randn(2, 4, 3)
+    m = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    got = text.pool(h, m, "mean")
+    assert torch.allclose(got[0], h[0, :2].mean(0)) and torch.allclose(got[1], h[1].mean(0))
+    assert torch.equal(text.pool(h, m, "cls"), h[:, 0])
+
+
+@pytest.mark.parametrize("problem,labels,ref", [
+    ("single_label_classification", torch.tensor([1, 0]), lambda z, y: torch.nn.functional.cross_entropy(z, y)),
+    ("regression", torch.tensor([0.2, 0.8]), lambda z, y: ((z[:, 0] - y) ** 2).mean()),
+    ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]),
+     lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
+])
+def test_loss_matches_torch_reference(tok, encoder_factory, problem, labels, ref):
+    model = text.EncoderClassifier(encoder_factory(), 3 if problem.startswith("multi") else 2,
+                                   pooling="mean", problem_type=problem).eval()
+    enc = tok(["a b c", "d e"], padding=True, return_tensors="pt")
+    out = model(enc["input_ids"], enc["attention_mask"], labels=labels)
+    assert out["logits"].shape == (2, model.num_labels)
+    assert torch.allclose(out["loss"], ref(out["logits"], labels), atol=1e-6)
+
+
+def test_bad_model_arguments(encoder_factory):
+    with pytest.raises(ValueError, match="pooling"):
+        text.EncoderClassifier(encoder_factory(), pooling="max")
+    with pytest.raises(ValueError, match="problem_type"):
+        text.EncoderClassifier(encoder_factory(), problem_type="ranking")
+
+
+def test_fit_overfits_one_batch_and_save_load_roundtrip(tok, encoder_factory, tmp_path):
+    train.setup(0)
+    ds, _ = text.tokenize(DF, tok)
+    model = text.EncoderClassifier(encoder_factory(), 2, dropout=0.0)
+    repeated = text.tokenize(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
+    trainer, hist = train.fit(model, repeated, ds, out_dir=tmp_path / "ckpt", epochs=8, lr=1e-3, batch_size=4,
+                              tokenizer=tok, compute_metrics=text.compute_metrics_for("classification"),
+                              warmup_ratio=0.0, disable_tqdm=True)
+    assert hist["eval_loss"].iloc[-1] < 0.1 < hist["eval_loss"].iloc[0]
+    logits, labels = train.predict(trainer, ds)  # rows come back in dataset order
+    assert labels.tolist() == DF.label.tolist() and (logits.argmax(1) == labels).all()
+    text.save_classifier(model, tok, tmp_path / "m", ["bad", "good"], max_length=128)
+    pred = text.Predictor.load(tmp_path / "m")
+    assert pred.max_length == 128 and pred.labels == ["bad", "good"]
+    np.testing.assert_allclose(pred.logits(DF.text), logits, atol=1e-4)
+
+
+def test_predictor_keeps_input_order_and_reports_probabilities(tok, encoder_factory):
+    model = text.EncoderClassifier(encoder_factory(1), 2)
+    p = text.Predictor(model, tok, ["no", "yes"], max_length=16)
+    texts = DF.text.tolist() * 3
+    batched = p.logits(texts, batch_size=2)
+    one_by_one = np.concatenate([p.logits([t]) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
+    assert model.training  # the caller's mode is restored
+    out = p.predict(texts[:2])
+    probs = p.scores(texts[:2])
+    assert out[0] == {"label": ["no", "yes"][probs[0].argmax()], "score": pytest.approx(probs[0].max())}
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+
+
+def test_compute_metrics_against_sklearn_and_scipy():
+    class EP:  # the two fields of transformers.EvalPrediction that compute_metrics reads
+        def __init__(self, p, y):
+            self.predictions, self.label_ids = p, y
+    rng = np.random.default_rng(0)
+    logits, y = rng.normal(size=(50, 2)), rng.integers(0, 2, 50)
+    got = text.compute_metrics_for("classification")(EP(logits, y))
+    assert got["mcc"] == pytest.approx(skm.matthews_corrcoef(y, logits.argmax(1)))
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, logits.argmax(1)))
+    gold, pred = rng.uniform(0, 1, 40), rng.uniform(0, 1, (40, 1))
+    got = text.compute_metrics_for("regression")(EP(pred, gold))
+    assert got["pearson"] == pytest.approx(stats.pearsonr(gold, pred[:, 0])[0])
+    assert got["f1"] == pytest.approx(skm.f1_score(gold * 5 >= 3, pred[:, 0] * 5 >= 3))
+    with pytest.raises(ValueError, match="kind"):
+        text.compute_metrics_for("ranking")

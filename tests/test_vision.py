@@ -1,0 +1,111 @@
+"""polarkit.vision: dataset normalisation, model shapes and sizes, and that the CNN can learn."""
+import numpy as np
+import pytest
+import torch
+
+from polarkit import vision
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches gain nothing from 2 threads, and on a busy shared CPU 2 spinning threads run ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """(uint8 images [64, 28, 28], labels [64]) from the real MNIST train split when present, else synthetic."""
+    try:
+        from polarkit.data import load_mnist
+        return load_mnist("train", n=64, seed=0)
+    except Exception:  # noqa: BLE001 - no data root: blobs with MNIST-like statistics keep the test meaningful
+        rng = np.random.default_rng(0)
+        images = np.zeros((64, 28, 28), np.uint8)
+        images[:, 6:22, 10:18] = rng.integers(150, 256, (64, 16, 8))
+        return images, rng.integers(0, 10, 64)
+
+
+def batch(images, labels):
+    ds = vision.MnistDataset(images, labels)
+    return torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+
+
+def test_dataset_items_and_normalisation(digits):
+    ds = vision.MnistDataset(*digits)
+    item = ds[0]
+    assert item["pixel_values"].shape == (1, 28, 28) and item["pixel_values"].dtype == torch.float32
+    assert int(item["labels"]) == int(digits[1][0])
+    x = ds.pixels
+    assert abs(x.mean().item()) < 0.15 and abs(x.std().item() - 1) < 0.15  # MNIST mean/std -> ~0, ~1
+    assert x.min().item() == pytest.approx(-vision.MEAN / vision.STD, abs=1e-5)  # black pixel
+
+
+def test_random_shift_moves_content_and_keeps_shape(digits):
+    img = vision.normalise(digits[0][:1])[0]
+    g = torch.Generator().manual_seed(0)
+    shifted = [vision.random_shift(img, 2, generator=g) for _ in range(8)]
+    assert all(s.shape == img.shape for s in shifted)
+    assert any(not torch.equal(s, img) for s in shifted)
+    assert all(s.sum().item() == pytest.approx(img.sum().item(), rel=1e-4) for s in shifted)  # 2 px of margin: ink kept
+    assert vision.MnistDataset(*digits, shift=0)[3]["pixel_values"].equal(vision.MnistDataset(*digits)[3]["pixel_values"])
+
+
+def test_cnn_shapes_and_size(digits):
+    model = vision.SmallCNN()
+    out = model(**batch(*digits))
+    assert out["logits"].shape == (64, 10) and out["loss"].ndim == 0
+    assert "loss" not in model(torch.zeros(2, 1, 28, 28))
+    assert 200_000 < vision.n_params(model) < 250_000  # "~225k" like the CNN in CPU_NOTES
+    assert vision.param_table(model)["params"].iloc[-1] == vision.n_params(model)
+
+
+@pytest.mark.parametrize("patch_size, tokens", [(7, 16), (4, 49)])
+def test_vit_shapes_and_size(digits, patch_size, tokens):
+    model = vision.vit(patch_size=patch_size, depth=2, width=32, heads=2, mlp_ratio=2.0)
+    out = model(**batch(*digits))
+    assert out.logits.shape == (64, 10) and out.loss.ndim == 0
+    assert model.config.num_channels == 1 and model.config.image_size == 28
+    assert model.vit.embeddings.position_embeddings.shape == (1, tokens + 1, 32)  # + [CLS]
+    assert vision.position_similarity(model).shape == (tokens, 28 // patch_size, 28 // patch_size)
+    # per layer: 4 w^2 + 4 w (attention) + 2 * 2 w^2 + 3 w (MLP, ratio 2) + 4 w (two LayerNorms)
+    w = 32
+    per_layer = 8 * w * w + 11 * w
+    embed = patch_size ** 2 * w + w + w + (tokens + 1) * w  # patch projection + bias, [CLS], positions
+    assert vision.n_params(model) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
+
+
+def test_vit_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="patch_size"):
+        vision.vit(patch_size=5)
+    with pytest.raises(ValueError, match="heads"):
+        vision.vit(width=30, heads=4)
+
+
+def test_cnn_overfits_one_batch(digits):
+    torch.manual_seed(0)
+    model = vision.SmallCNN(dropout=0.0)
+    b = batch(digits[0][:32], digits[1][:32])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(**b)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_compute_metrics_and_predictions_frame():
+    from transformers import EvalPrediction
+    logits = np.eye(10)[[1, 2, 3, 3]] * 5
+    labels = np.array([1, 2, 3, 4])
+    m = vision.compute_metrics(EvalPrediction(predictions=(logits,), label_ids=labels))
+    assert m["accuracy"] == pytest.approx(0.75)
+    df = vision.predictions_frame(logits, labels)
+    assert df["correct"].tolist() == [True, True, True, False] and (df["confidence"] > 0.9).all()
+    imgs, titles = vision.mistakes(np.zeros((4, 28, 28)), df)
+    assert imgs.shape == (1, 28, 28) and titles == ["pred 3 / true 4"]
