@@ -93,7 +93,7 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
     """
     if collator is None and tokenizer is not None:
         collator = transformers.DataCollatorWithPadding(tokenizer)
-    steps_per_epoch = max(1, len(train_dataset) // (batch_size * grad_accum))
+    steps_per_epoch = max(1, -(-len(train_dataset) // (batch_size * grad_accum)))  # ceil, as Trainer counts
     eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
     has_eval = eval_dataset is not None
     args = TrainingArguments(
