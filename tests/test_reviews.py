@@ -219,3 +219,11 @@ def test_notebook_runs_each_task_at_smoke_size(profile, tmp_path, monkeypatch):
     split = "dev" if "keyword_sentiment" in profile else "valid"  # NIKL dev / UnSmile valid
     key = f"{split}_pair_f1" if "keyword_sentiment" in profile else f"{split}_tuned_micro_f1"
     assert 0.0 <= metrics[key] <= 1.0 and f"{split}_tfidf_{key.split('_', 1)[1]}" in metrics
+
+
+def test_head_starts_at_the_label_prior(tok):
+    multi = _stage("multi", ("a", "b"), y=[np.array(v) for v in ([1, 0], [0, 0], [0, 0], [1, 1])])
+    clf = R.build("scratch:tiny", multi, tok)
+    assert np.allclose(clf.head.bias.detach().numpy(), [0.0, np.log(0.25 / 0.75)], atol=1e-6)
+    single = _stage(y=[1, 1, 1, 0])
+    assert np.allclose(R.build("scratch:tiny", single, tok).head.bias.detach().numpy(), np.log([0.25, 0.75]), atol=1e-6)

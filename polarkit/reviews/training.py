@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
 
 from polarkit import models, score, text, train
 from polarkit.reviews.tasks import Stage
@@ -44,7 +45,21 @@ def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze
                                  pooling=pooling, problem_type=_PROBLEM[stage.kind], dropout=dropout)
     if freeze_embeddings:
         text.freeze_embeddings(clf)
+    prior_bias(clf, stage)
     return clf
+
+
+def prior_bias(clf, stage: Stage, eps: float = 1e-3) -> np.ndarray:
+    """Start the head at the training label prior: bias = logit(rate) per sigmoid class, log(share)
+    per softmax class. Adam moves a bias by about lr per step, so from 0 a few hundred steps at 1e-4
+    cannot reach logit(0.1) = -2.2: the loss would stay above the all-negative guess."""
+    y = stage.y("train")
+    rate = y.mean(axis=0) if stage.kind == "multi" else np.bincount(y, minlength=len(stage.labels)) / len(y)
+    rate = np.clip(rate, eps, 1 - eps)
+    bias = np.log(rate / (1 - rate)) if stage.kind == "multi" else np.log(rate)
+    with torch.no_grad():
+        clf.head.bias.copy_(torch.as_tensor(bias, dtype=clf.head.bias.dtype))
+    return bias
 
 
 def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: float = 1.0, lr: float = 5e-5,
