@@ -117,10 +117,23 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
                        data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                        callbacks=cbs)
     trainer.train()
+    _reload_best(trainer)
     hist = history(trainer)
     if (run := runs.current()) is not None:
         hist.to_csv(run.dir / f"{history_name}.csv", index=False)
     return trainer, hist
+
+
+def _reload_best(trainer: Trainer) -> None:
+    """Reload the best checkpoint through `from_pretrained`, which undoes the key renaming done on save.
+
+    Trainer's own reload is `load_state_dict(strict=False)` on the raw file; for models whose weights
+    transformers 5 renames on save (e.g. ViT attention/MLP) it only warns and keeps the last step's
+    weights for those keys, silently mixing best and last (huggingface/transformers#43701).
+    """
+    ckpt, model = trainer.state.best_model_checkpoint, trainer.model
+    if ckpt and trainer.args.load_best_model_at_end and isinstance(model, transformers.PreTrainedModel):
+        model.load_state_dict(type(model).from_pretrained(ckpt).state_dict())
 
 
 def _fused_ok() -> bool:

@@ -111,3 +111,21 @@ def test_compute_metrics_and_predictions_frame():
     assert df["correct"].tolist() == [True, True, True, False] and (df["confidence"] > 0.9).all()
     imgs, titles = vision.mistakes(np.zeros((4, 28, 28)), df)
     assert imgs.shape == (1, 28, 28) and titles == ["pred 3 / true 4"]
+
+
+def test_fit_restores_the_best_vit_checkpoint(digits, tmp_path):
+    """transformers 5 renames ViT weights on save; the best checkpoint must still come back whole."""
+    from polarkit import train
+    calls = []
+
+    def falling(_):  # every evaluation scores worse than the one before: the first checkpoint is the best
+        calls.append(1)
+        return {"score": -len(calls)}
+
+    model = vision.vit(patch_size=7, depth=1, width=32, heads=2)
+    ds = vision.MnistDataset(*digits)  # 64 images, batch 32: evaluations (and checkpoints) at steps 2 and 4
+    trainer, _ = train.fit(model, ds, ds, out_dir=tmp_path, epochs=2, lr=1e-2, batch_size=32, metric="score",
+                           compute_metrics=falling, group_by_length=False, disable_tqdm=True)
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    best = type(model).from_pretrained(trainer.state.best_model_checkpoint).state_dict()
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
