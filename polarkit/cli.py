@@ -43,16 +43,20 @@ def _jobs(targets: list[str], profile: str | None) -> list[tuple[Path, Path | No
     return jobs
 
 
-def _check_all(jobs) -> dict:
-    """Check every YAML before any kernel starts; returns {yaml: values}."""
-    from polarkit.params import check_file
-    return {y: (check_file(y, nb) if y else {}) for nb, y in jobs}
+def _check_all(jobs, overrides: dict | None = None) -> dict:
+    """Check every YAML (+ -p overrides) before any kernel starts; returns {yaml: values}."""
+    from polarkit.params import check, declared, load_yaml
+    overrides = overrides or {}
+    return {y: check({**(load_yaml(y) if y else {}), **overrides}, declared(nb),
+                     source=f"{y or nb}{' with -p ' + ', '.join(overrides) if overrides else ''}")
+            for nb, y in jobs}
 
 
 def cmd_run(args) -> int:
     from polarkit import executor, report
+    from polarkit.params import parse_overrides
     jobs = _jobs(args.targets, args.profile)
-    values = _check_all(jobs)
+    values = _check_all(jobs, parse_overrides(args.param))
     failed = 0
     for i, (nb, y) in enumerate(jobs, 1):
         profile = args.profile or (y.parent.name if y else None)
@@ -83,7 +87,7 @@ def cmd_run_all(args) -> int:
     for nb in nbs:
         if str(nb) not in have:
             print(f"skipping {nb.stem}: no params/{args.profile}/{nb.stem}.yaml", file=sys.stderr)
-    args.targets = have
+    args.targets, args.param = have, []
     return cmd_run(args)
 
 
@@ -138,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run notebooks: YAML files, or notebooks/stems with --profile")
     r.add_argument("targets", nargs="+")
     r.add_argument("--profile", choices=("smoke", "quick", "full"))
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one parameter (value read as YAML: -p lr=1e-4 -p 'channels=[16, 32]'); "
+                        "checked like the YAML")
     r.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
     r.set_defaults(fn=cmd_run)
     a = sub.add_parser("run-all", help="run every notebook that has a YAML for --profile")

@@ -161,6 +161,20 @@ def repair(values: dict[str, Any], params: dict[str, Param]) -> tuple[dict[str, 
     return fixed, notes
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["lr=1e-4", "channels=[16, 32]"]` -> {"lr": 0.0001, "channels": [16, 32]} (values read as YAML 1.2)."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"-p {item!r}: expected NAME=VALUE, e.g. -p lr=1e-4")
+        try:
+            out[key.strip()] = yaml.load(text, Loader=_Loader) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise ParamError(f"-p {item!r}: value is not valid YAML: {e}") from None
+    return out
+
+
 def check_file(yaml_path: str | Path, notebook: str | Path | None = None) -> dict[str, Any]:
     """Check one YAML against its notebook (found from the file name when not given); return the values."""
     nb = Path(notebook) if notebook else notebook_for(yaml_path)

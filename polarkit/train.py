@@ -22,11 +22,14 @@ from polarkit import runs
 
 
 def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
-    """Seed everything, choose the device ('auto' -> cuda, mps, cpu) and CPU threads; record them."""
+    """Seed everything, choose the device ('auto' -> cuda, mps, cpu) and CPU threads; record them.
+
+    threads: None -> $OMP_NUM_THREADS when set (e.g. two runs side by side with 1 each), else every core.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else (
             "mps" if torch.backends.mps.is_available() else "cpu")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
     transformers.set_seed(seed)
     info = {"device": device, "seed": seed, "threads": torch.get_num_threads(),
             "cuda_devices": torch.cuda.device_count()}

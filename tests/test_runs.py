@@ -87,3 +87,16 @@ def test_cli_check_refuses_bad_yaml_fast(tmp_path, capsys):
     assert cli.main(["check", str(f)]) == 2
     assert "seeed: unknown parameter; did you mean 'seed'?" in capsys.readouterr().err
     assert time.monotonic() - t0 < 10
+
+
+def test_cli_run_param_overrides_are_yaml_12_and_checked(outputs, tiny_notebook, capsys):
+    assert cli.main(["run", str(tiny_notebook), "-p", "lr=1e-3", "-p", "name=no"]) == 0
+    (d,) = list((outputs / "98_tiny").iterdir())
+    assert json.loads((d / "metrics.json").read_text())["test_lr"] == 1e-3
+    assert "name: 'no'" in (d / "params.yaml").read_text()
+    capsys.readouterr()
+    assert cli.main(["run", str(tiny_notebook), "-p", "lrr=1"]) == 2
+    assert "lrr: unknown parameter; did you mean 'lr'?" in capsys.readouterr().err
+    assert cli.main(["run", str(tiny_notebook), "-p", "lr"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+    assert len(list((outputs / "98_tiny").iterdir())) == 1  # refused before any kernel or folder

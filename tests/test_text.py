@@ -1,4 +1,6 @@
 """polarkit.text: tokenisation, the encoder + linear head, save/load, Predictor, Trainer metrics."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,3 +133,15 @@ def test_compute_metrics_against_sklearn_and_scipy():
     assert got["f1"] == pytest.approx(skm.f1_score(gold * 5 >= 3, pred[:, 0] * 5 >= 3))
     with pytest.raises(ValueError, match="kind"):
         text.compute_metrics_for("ranking")
+
+
+def test_setup_threads_follow_argument_then_omp_num_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert train.setup(0)["threads"] == 1
+        assert train.setup(0, threads=2)["threads"] == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert train.setup(0)["threads"] == torch.get_num_threads() == os.cpu_count()
+    finally:
+        torch.set_num_threads(before)
