@@ -145,3 +145,18 @@ def test_setup_threads_follow_argument_then_omp_num_threads(monkeypatch):
         assert train.setup(0)["threads"] == torch.get_num_threads() == os.cpu_count()
     finally:
         torch.set_num_threads(before)
+
+
+def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
+    model = text.EncoderClassifier(encoder_factory(), 2)
+    n_layers = len(model.encoder.encoder.layer)
+    frozen = text.freeze_layers(model, 1)
+    grads = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert frozen == sum(p.numel() for n, p in model.named_parameters() if n not in grads)
+    assert not any(n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")) for n in grads)
+    assert any(n.startswith(f"encoder.encoder.layer.{n_layers - 1}.") for n in grads) and "head.weight" in grads
+    enc = tok(["a b c"], return_tensors="pt")
+    model(enc["input_ids"], enc["attention_mask"], labels=torch.tensor([1]))["loss"].backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in grads)
+    with pytest.raises(ValueError, match="outside 0..2"):
+        text.freeze_layers(model, n_layers + 1)

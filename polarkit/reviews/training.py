@@ -37,14 +37,17 @@ def encode(stage: Stage, tokenizer, max_length: int = 128,
 
 
 def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze_embeddings: bool = False,
-          dropout: float = 0.1) -> text.EncoderClassifier:
+          dropout: float = 0.1, freeze_layers: int = 0) -> text.EncoderClassifier:
     """EncoderClassifier over `models.load_model(spec, head="encoder")` with one output per class
-    (`scratch:*` specs take their vocabulary from `tokenizer`)."""
+    (`scratch:*` specs take their vocabulary from `tokenizer`); `freeze_layers` > 0 also freezes all
+    embeddings and the bottom layers."""
     encoder = models.load_model(spec, head="encoder", tokenizer=tokenizer)
     clf = text.EncoderClassifier(encoder, num_labels=len(stage.labels),
                                  pooling=pooling, problem_type=_PROBLEM[stage.kind], dropout=dropout)
     if freeze_embeddings:
         text.freeze_embeddings(clf)
+    if freeze_layers:
+        text.freeze_layers(clf, freeze_layers)
     prior_bias(clf, stage)
     return clf
 
