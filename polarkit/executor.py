@@ -32,6 +32,22 @@ def ensure_kernel() -> str:
     return KERNEL
 
 
+def kernel_manager_class():
+    """Local kernels on POSIX talk over Unix sockets in the Jupyter runtime dir: no open TCP ports,
+    and no ipykernel "running over TCP without encryption" warning in every batch log."""
+    from jupyter_client.manager import AsyncKernelManager
+    if os.name != "posix":
+        return AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return IpcKernelManager
+
+
 def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
             log_output: bool = False) -> Path:
     """Check `values`, run `notebook` into a new run folder, finalise it; returns the folder."""
@@ -52,6 +68,7 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
     try:
         pm.execute_notebook(str(notebook), str(run.dir / "notebook.ipynb"), parameters=values,
                             kernel_name=ensure_kernel(), cwd=str(notebook.parent),
+                            kernel_manager_class=kernel_manager_class(),
                             progress_bar=sys.stderr.isatty(), log_output=log_output)
     except Exception as e:  # noqa: BLE001 - recorded in status.json, then re-raised by the caller's choice
         error = e
