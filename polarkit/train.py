@@ -55,9 +55,30 @@ class _Heartbeat(TrainerCallback):
             print(f"[train] step {state.global_step}/{state.max_steps} {logs}", file=sys.stderr, flush=True)
 
 
+HEAD_PREFIXES = ("head.", "classifier.")  # polarkit's EncoderClassifier, transformers' *ForSequenceClassification
+
+
 class _Trainer(Trainer):
-    """Trainer whose evaluation/prediction keeps the dataset order: with group_by_length,
-    transformers 5 also shuffles eval batches, so `predict` rows would not match the input rows."""
+    """Trainer whose evaluation/prediction keeps the dataset order (with group_by_length, transformers 5
+    also shuffles eval batches, so `predict` rows would not match the input rows), and whose optimizer
+    can give the freshly initialised head its own peak learning rate (`head_lr`)."""
+
+    head_lr: float | None = None
+
+    def create_optimizer(self, model=None):
+        opt = super().create_optimizer(model)
+        if self.head_lr and not getattr(opt, "_polarkit_head_split", False):
+            head = {id(p) for n, p in (model or self.model).named_parameters() if n.startswith(HEAD_PREFIXES)}
+            if not head:
+                raise ValueError(f"head_lr: the model has no parameters named {' or '.join(HEAD_PREFIXES)}*")
+            for g in list(opt.param_groups):
+                moved = [p for p in g["params"] if id(p) in head]
+                if moved:
+                    g["params"] = [p for p in g["params"] if id(p) not in head]
+                    opt.add_param_group({**{k: v for k, v in g.items() if k != "params"},
+                                         "params": moved, "lr": self.head_lr})
+            opt._polarkit_head_split = True  # the scheduler scales every group's own peak lr
+        return opt
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.world_size > 1:
@@ -86,12 +107,14 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
         tokenizer=None, collator=None, compute_metrics: Callable | None = None,
         group_by_length: bool = True, max_steps: int = -1, grad_accum: int = 1,
         seed: int = 0, callbacks: list | None = None, history_name: str = "history",
-        **extra: Any) -> tuple[Trainer, pd.DataFrame]:
+        head_lr: float | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
     """Train with `transformers.Trainer`; keep the best checkpoint by `metric`; return (trainer, history).
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
     `group_by_length` groups similar lengths (the dataset may carry a precomputed `length` column).
     `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised.
+    `head_lr` (None: `lr`) is the peak learning rate of the head (`head.*` / `classifier.*` parameters):
+    a fresh head under Adam moves ~lr per step, too slowly for sigmoid outputs that must leave the prior.
     The history is also saved as `<history_name>.csv` in the active run folder (for compare).
     """
     if collator is None and tokenizer is not None:
@@ -119,6 +142,7 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
     trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                        data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                        callbacks=cbs)
+    trainer.head_lr = head_lr
     trainer.train()
     _reload_best(trainer)
     hist = history(trainer)

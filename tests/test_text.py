@@ -160,3 +160,17 @@ def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
     assert all(p.grad is None for n, p in model.named_parameters() if n not in grads)
     with pytest.raises(ValueError, match="outside 0..2"):
         text.freeze_layers(model, n_layers + 1)
+
+
+def test_head_lr_gives_the_head_its_own_scheduled_learning_rate(tok, encoder_factory, tmp_path):
+    ds, _ = text.tokenize(DF, tok)
+    model = text.EncoderClassifier(encoder_factory(), 2)
+    trainer, _ = train.fit(model, ds, None, out_dir=tmp_path, max_steps=3, lr=1e-4, head_lr=1e-2, batch_size=2,
+                           tokenizer=tok, warmup_ratio=0.0, disable_tqdm=True)
+    head = {id(p) for p in model.head.parameters()}
+    groups = [g for g in trainer.optimizer.param_groups if g["params"]]
+    by_head = {all(id(p) in head for p in g["params"]): g for g in groups}
+    assert set(by_head) == {True, False}  # the head's parameters alone in their own group(s)
+    assert sum(len(g["params"]) for g in groups if id(g["params"][0]) in head) == 2  # weight and bias
+    assert by_head[True]["initial_lr"] == 1e-2 and by_head[False]["initial_lr"] == 1e-4
+    assert {1e-4, 1e-2} <= set(trainer.lr_scheduler.base_lrs)  # the schedule scales each group's own peak
