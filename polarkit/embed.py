@@ -117,7 +117,7 @@ def encode_poolings(model, tokenizer, texts, *, poolings=POOLINGS, prefix: str =
     bad = [p for p in poolings if p not in POOLINGS]
     if bad or not poolings:
         raise ValueError(f"poolings must be among {POOLINGS}, got {list(poolings)}")
-    texts = list(texts)
+    texts, was_training = list(texts), model.training
     model.eval()
     ids = tokenize(tokenizer, texts, prefix, max_length)
     out = {p: np.zeros((len(texts), model.config.hidden_size), dtype=np.float32) for p in poolings}
@@ -133,6 +133,7 @@ def encode_poolings(model, tokenizer, texts, *, poolings=POOLINGS, prefix: str =
             bar.update(len(idx))
             if run is not None:
                 run.heartbeat(step=done, total=len(texts), phase=desc)
+    model.train(was_training)
     return {p: _normalized(v) if normalize else v for p, v in out.items()}
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from polarkit import data, score
-from polarkit.text import EncoderClassifier, load_classifier, pool, save_classifier
+from polarkit import data, embed, score
+from polarkit.text import EncoderClassifier, load_classifier, save_classifier
 
 SCALE = 5.0  # KLUE-STS scores run 0-5
 _NOT_KEPT = re.compile(r"[^ㄱ-ㅎㅏ-ㅣ가-힣0-9\s]")  # the seed kept Hangul, digits and spaces only
@@ -202,7 +202,7 @@ class BiEncoder(nn.Module):
     def embed(self, input_ids, attention_mask) -> torch.Tensor:
         """[B, T] ids -> [B, H] pooled embeddings."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(hidden, attention_mask, self.pooling)
+        return embed.pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids_a, attention_mask_a, input_ids_b, attention_mask_b, labels=None):
         """-> {"loss": MSE or None, "logits": cosine [B]}."""
@@ -212,34 +212,12 @@ class BiEncoder(nn.Module):
         return {"loss": loss, "logits": cos}
 
 
-@torch.no_grad()
-def encode(encoder: nn.Module, tokenizer, texts: Sequence[str], prefix: str = "", pooling: str = "mean",
-           max_length: int = 64, batch_size: int = 64) -> np.ndarray:
-    """Sentence embeddings [N, H] (input order kept; length-sorted batches, eval mode, no grad)."""
-    texts = [prefix + str(t) for t in texts]
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    was_training = encoder.training
-    encoder.eval()
-    out = None
-    for s in range(0, len(texts), batch_size):
-        idx = order[s:s + batch_size]
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                        padding=True, return_tensors="pt")
-        hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        vec = pool(hidden, enc["attention_mask"], pooling).float().numpy()
-        out = np.zeros((len(texts), vec.shape[1]), dtype=np.float32) if out is None else out
-        out[idx] = vec
-    encoder.train(was_training)
-    return out
-
-
 def bi_scores(encoder: nn.Module, tokenizer, s1: Sequence[str], s2: Sequence[str], prefix: str = "",
               max_length: int = 64, batch_size: int = 64) -> np.ndarray:
     """Cosine of mean-pooled embeddings of s1[i] and s2[i], times 5, [N] (zero-shot or fine-tuned)."""
-    a = encode(encoder, tokenizer, s1, prefix, "mean", max_length, batch_size)
-    b = encode(encoder, tokenizer, s2, prefix, "mean", max_length, batch_size)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return cos * SCALE
+    kw = dict(prefix=prefix, max_length=max_length, batch_size=batch_size, progress=False)
+    return embed.pairwise_cos_sim(embed.encode(encoder, tokenizer, s1, **kw),
+                                  embed.encode(encoder, tokenizer, s2, **kw)) * SCALE
 
 
 # ---- predictor ----

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from polarkit import score
+from polarkit.embed import pool
 
 PROBLEMS = {"single_label_classification", "regression", "multi_label_classification"}
 _KIND = {"classification": "single_label_classification", "single_label": "single_label_classification",
@@ -70,16 +71,6 @@ def tokenize(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: str 
     if label_col is not None:
         cols["labels"] = _labels(df, label_col, label_dtype)
     return datasets.Dataset.from_dict(cols), n_truncated
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
-    """[B, T, H] hidden states -> [B, H]: the first ([CLS]) vector or the mask-weighted mean."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "mean":
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
 
 
 class EncoderClassifier(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 from sklearn import metrics as skm
 
-from polarkit import data, models, sts, text
+from polarkit import data, embed, models, sts, text
 
 PAIRS = pd.DataFrame({"sentence1": ["숙소 위치는 찾기 쉽습니다.", "호스트가 친절했어요!", "정책 브리핑 내용입니다", "같은 문장"],
                       "sentence2": ["위치를 쉽게 찾을 수 있어요.", "날씨가 좋네요.", "정책 설명 자료입니다", "같은 문장"],
@@ -80,7 +80,7 @@ def test_bi_dataset_collator_and_loss(tok, encoder):
 def test_bi_scores_match_manual_cosine_and_keep_order(tok, encoder):
     got = sts.bi_scores(encoder, tok, PAIRS.sentence1, PAIRS.sentence2, prefix="query: ", batch_size=3)
     for i, (s1, s2) in enumerate(zip(PAIRS.sentence1, PAIRS.sentence2)):
-        e = [sts.encode(encoder, tok, [s], prefix="query: ")[0] for s in (s1, s2)]
+        e = [embed.encode(encoder, tok, [s], prefix="query: ", progress=False)[0] for s in (s1, s2)]
         cos = e[0] @ e[1] / np.linalg.norm(e[0]) / np.linalg.norm(e[1])
         assert got[i] == pytest.approx(5 * cos, abs=1e-4)
     assert got[3] == pytest.approx(5.0, abs=1e-4)  # identical sentences
