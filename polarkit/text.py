@@ -53,15 +53,16 @@ def _labels(df: pd.DataFrame, label_col, label_dtype: str) -> list:
 
 
 def tokenize(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: str | None = None,
-             label_col="label", max_length: int = 128, label_dtype: str = "int"):
+             label_col="label", max_length: int = 128, label_dtype: str = "int", prefix: str = ""):
     """DataFrame -> (datasets.Dataset[input_ids, attention_mask, (token_type_ids), labels, length],
     number of rows longer than max_length). No padding: batches are padded dynamically.
-    label_col=None gives a dataset without labels; for "multi" it may be a list of columns."""
+    label_col=None gives a dataset without labels; for "multi" it may be a list of columns.
+    `prefix` is prepended to every text (not to the pair), e.g. e5's "query: "."""
     import datasets
 
     label_cols = [] if label_col is None else [label_col] if isinstance(label_col, str) else list(label_col)
     _require(df, [text_col] + ([pair_col] if pair_col else []) + label_cols)
-    texts = df[text_col].astype(str).tolist()
+    texts = [prefix + t for t in df[text_col].astype(str)]
     pairs = df[pair_col].astype(str).tolist() if pair_col else None
     full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
     n_truncated = int(sum(len(ids) > max_length for ids in full))
@@ -77,7 +78,9 @@ class EncoderClassifier(nn.Module):
     """encoder -> pool ([CLS] or mean) -> dropout -> linear [H -> num_labels]; loss by problem_type."""
 
     def __init__(self, encoder: nn.Module, num_labels: int = 2, pooling: str = "cls",
-                 problem_type: str = "single_label_classification", dropout: float = 0.1):
+                 problem_type: str = "single_label_classification", dropout: float = 0.1,
+                 class_weight: Sequence[float] | None = None):
+        """class_weight: per-class weights of the softmax cross-entropy (e.g. `balanced_weights`)."""
         super().__init__()
         if problem_type not in PROBLEMS:
             raise ValueError(f"problem_type must be one of {sorted(PROBLEMS)}, got {problem_type!r}")
@@ -90,6 +93,12 @@ class EncoderClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, self.num_labels)
         nn.init.normal_(self.head.weight, std=0.02)  # BERT's initializer_range
         nn.init.zeros_(self.head.bias)
+        if class_weight is not None:
+            if problem_type != "single_label_classification" or len(class_weight) != self.num_labels:
+                raise ValueError(f"class_weight needs a softmax head and {self.num_labels} weights, "
+                                 f"got {problem_type} and {len(class_weight)}")
+            class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", class_weight, persistent=False)  # a loss setting, not a weight
 
     @property
     def config(self):
@@ -110,7 +119,15 @@ class EncoderClassifier(nn.Module):
             return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
         if self.problem_type == "multi_label_classification":
             return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        return nn.functional.cross_entropy(logits, labels.long())
+        weight = None if self.class_weight is None else self.class_weight.to(logits.dtype)
+        return nn.functional.cross_entropy(logits, labels.long(), weight=weight)
+
+
+def balanced_weights(y, num_labels: int) -> np.ndarray:
+    """sklearn's "balanced" class weights n / (k · count) for labels 0..k-1 (a class absent from y
+    counts once, so its weight stays finite)."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=num_labels)
+    return len(y) / (num_labels * np.maximum(counts, 1))
 
 
 def freeze_embeddings(model: nn.Module) -> int:
@@ -138,14 +155,15 @@ def freeze_layers(model: nn.Module, n: int) -> int:
 
 
 def save_classifier(model: EncoderClassifier, tokenizer, directory, labels: Sequence[str],
-                    max_length: int | None = None) -> Path:
+                    max_length: int | None = None, prefix: str = "") -> Path:
     """Write config.json (encoder), tokenizer files, classifier.json and model.safetensors into `directory`."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     model.encoder.config.save_pretrained(d)
     tokenizer.save_pretrained(d)
     meta = {"num_labels": model.num_labels, "pooling": model.pooling, "problem_type": model.problem_type,
-            "dropout": model.dropout_p, "labels": list(labels), "max_length": max_length}
+            "dropout": model.dropout_p, "labels": list(labels), "max_length": max_length,
+            "prefix": prefix}
     (d / "classifier.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(d / "model.safetensors"))
@@ -169,19 +187,22 @@ def load_classifier(directory):
 class Predictor:
     """Batched inference from a trained classifier: length-sorted batches, eval mode, no grad."""
 
-    def __init__(self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_length: int = 128):
+    def __init__(self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_length: int = 128,
+                 prefix: str = ""):
         self.model, self.tokenizer, self.labels, self.max_length = model, tokenizer, list(labels), max_length
+        self.prefix = prefix  # prepended to every text, as in training (`tokenize(prefix=...)`)
 
     @classmethod
     def load(cls, directory, max_length: int | None = None) -> "Predictor":
-        """Predictor from a `save_classifier` folder (max_length: the saved one, else 128)."""
+        """Predictor from a `save_classifier` folder (max_length: the saved one, else 128; the saved prefix)."""
         meta = json.loads((Path(directory) / "classifier.json").read_text(encoding="utf-8"))
-        return cls(*load_classifier(directory), max_length=max_length or meta.get("max_length") or 128)
+        return cls(*load_classifier(directory), max_length=max_length or meta.get("max_length") or 128,
+                   prefix=meta.get("prefix", ""))
 
     @torch.no_grad()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
         """texts [N] (+ pairs [N]) -> logits [N, num_labels], in input order."""
-        texts = [str(t) for t in texts]
+        texts = [self.prefix + str(t) for t in texts]
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
         order = np.argsort([-len(t) - (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)],

@@ -227,3 +227,26 @@ def test_head_starts_at_the_label_prior(tok):
     assert np.allclose(clf.head.bias.detach().numpy(), [0.0, np.log(0.25 / 0.75)], atol=1e-6)
     single = _stage(y=[1, 1, 1, 0])
     assert np.allclose(R.build("scratch:tiny", single, tok).head.bias.detach().numpy(), np.log([0.25, 0.75]), atol=1e-6)
+
+
+def test_balanced_class_weights_match_sklearn_and_weight_the_loss(tok):
+    import torch
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from polarkit import text
+    y = np.array([0, 0, 0, 0, 0, 1, 2, 2])
+    np.testing.assert_allclose(text.balanced_weights(y, 3), compute_class_weight("balanced", classes=np.arange(3), y=y))
+    st = _stage("pair", R.POLARITIES, y=[0, 0, 0, 1], keyword=["맛", "양", "맛", "가격"])
+    clf = R.build("scratch:tiny", st, tok, class_weight="balanced")
+    w = text.balanced_weights([0, 0, 0, 1], 3)  # the absent class counts once
+    np.testing.assert_allclose(clf.class_weight.numpy(), w)
+    p = np.exp(clf.head.bias.detach().numpy())  # the head starts at the weighted loss's best constant
+    np.testing.assert_allclose(p / p.sum(), [0.5, 0.5, 0.0], atol=2e-3)
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    ref = torch.nn.functional.cross_entropy(logits, labels, weight=torch.as_tensor(w, dtype=torch.float32))
+    assert clf._loss(logits, labels).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert "class_weight" not in clf.state_dict()  # a loss setting: saved classifiers load unchanged
+    multi = _stage("multi", ("a", "b"), y=[np.array(v) for v in ([1, 0], [0, 0], [0, 0], [1, 1])])
+    assert R.build("scratch:tiny", multi, tok, class_weight="balanced").class_weight is None
+    with pytest.raises(ValueError, match="class_weight must be"):
+        R.build("scratch:tiny", st, tok, class_weight="inverse")

@@ -41,6 +41,18 @@ def test_tokenize_counts_truncation_and_types(tok):
     assert pair["labels"] == pytest.approx(DF.y.tolist())
 
 
+def test_prefix_goes_before_the_text_in_training_and_prediction(tok, encoder_factory, tmp_path):
+    ds, _ = text.tokenize(DF, tok, pair_col="other", prefix="query: ")
+    assert ds["input_ids"][0] == tok("query: " + DF.text[0], "x")["input_ids"]  # not before the pair
+    model = text.EncoderClassifier(encoder_factory(2), 2)
+    plain = text.Predictor(model, tok, ["no", "yes"], max_length=32)
+    prefixed = text.Predictor(model, tok, ["no", "yes"], max_length=32, prefix="query: ")
+    np.testing.assert_allclose(prefixed.logits(DF.text), plain.logits("query: " + DF.text), atol=1e-5)
+    assert not np.allclose(prefixed.logits(DF.text), plain.logits(DF.text), atol=1e-3)
+    text.save_classifier(model, tok, tmp_path / "m", ["no", "yes"], max_length=32, prefix="query: ")
+    assert text.Predictor.load(tmp_path / "m").prefix == "query: "
+
+
 def test_tokenize_multi_labels_and_no_labels(tok):
     df = DF.assign(a=[1, 0, 0, 1], b=[0, 0, 1, 1])
     ds, _ = text.tokenize(df, tok, label_col=["a", "b"], label_dtype="multi")

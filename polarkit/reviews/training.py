@@ -1,6 +1,6 @@
 """Train one stage (sentiment / keywords / polarity) on an encoder: tokenise, build, fit.
 
-    enc, cut = encode(stage, tok, max_length=64)      # {split: Dataset}, truncation counts
+    enc, cut = encode(stage, tok, max_length=64, prefix="query: ")  # {split: Dataset}, truncation counts
     clf = build(spec, stage, tok, pooling="mean", freeze_embeddings=True)
     trainer, hist, seconds = train_stage(clf, stage, enc, tok, epochs=1, lr=5e-5, ...)
 """
@@ -21,29 +21,36 @@ _PROBLEM = {"single": "single_label_classification", "pair": "single_label_class
             "multi": "multi_label_classification"}
 
 
-def encode(stage: Stage, tokenizer, max_length: int = 128,
-           splits=("train", "val", "test", "pool")) -> tuple[dict, pd.DataFrame]:
-    """Tokenise a stage's splits -> ({split: datasets.Dataset}, table of texts cut at max_length)."""
+def encode(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val", "test", "pool"),
+           prefix: str = "") -> tuple[dict, pd.DataFrame]:
+    """Tokenise a stage's splits -> ({split: datasets.Dataset}, table of texts cut at max_length);
+    `prefix` goes before every review (e5 was trained with "query: ")."""
     out, rows = {}, []
     for s in splits:
         df = getattr(stage, s)
         if len(df) == 0:
             continue
         out[s], n_cut = text.tokenize(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
-                                      label_dtype=stage.label_dtype)
+                                      label_dtype=stage.label_dtype, prefix=prefix)
         rows.append({"stage": stage.name, "split": s, "rows": len(df), "truncated": n_cut,
                      "truncated_share": round(n_cut / len(df), 4)})
     return out, pd.DataFrame(rows)
 
 
 def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze_embeddings: bool = False,
-          dropout: float = 0.1, freeze_layers: int = 0) -> text.EncoderClassifier:
+          dropout: float = 0.1, freeze_layers: int = 0, class_weight: str = "none") -> text.EncoderClassifier:
     """EncoderClassifier over `models.load_model(spec, head="encoder")` with one output per class
     (`scratch:*` specs take their vocabulary from `tokenizer`); `freeze_layers` > 0 also freezes all
-    embeddings and the bottom layers."""
+    embeddings and the bottom layers. `class_weight="balanced"` weights a softmax stage's loss by
+    n / (k · count) of its training labels (multi-label stages are left as they are: their
+    thresholds are tuned on validation instead)."""
+    if class_weight not in ("none", "balanced"):
+        raise ValueError(f"class_weight must be 'none' or 'balanced', got {class_weight!r}")
+    weights = (text.balanced_weights(stage.y("train"), len(stage.labels))
+               if class_weight == "balanced" and stage.kind != "multi" else None)
     encoder = models.load_model(spec, head="encoder", tokenizer=tokenizer)
-    clf = text.EncoderClassifier(encoder, num_labels=len(stage.labels),
-                                 pooling=pooling, problem_type=_PROBLEM[stage.kind], dropout=dropout)
+    clf = text.EncoderClassifier(encoder, num_labels=len(stage.labels), pooling=pooling,
+                                 problem_type=_PROBLEM[stage.kind], dropout=dropout, class_weight=weights)
     if freeze_embeddings:
         text.freeze_embeddings(clf)
     if freeze_layers:
@@ -58,6 +65,8 @@ def prior_bias(clf, stage: Stage, eps: float = 1e-3) -> np.ndarray:
     cannot reach logit(0.1) = -2.2: the loss would stay above the all-negative guess."""
     y = stage.y("train")
     rate = y.mean(axis=0) if stage.kind == "multi" else np.bincount(y, minlength=len(stage.labels)) / len(y)
+    if getattr(clf, "class_weight", None) is not None:  # the weighted loss's best constant: rate · w, renormalised
+        rate = rate * clf.class_weight.numpy() / np.sum(rate * clf.class_weight.numpy())
     rate = np.clip(rate, eps, 1 - eps)
     bias = np.log(rate / (1 - rate)) if stage.kind == "multi" else np.log(rate)
     with torch.no_grad():
