@@ -3,12 +3,14 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from polarkit import executor, params
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # 08_compare_runs sorts last
+TRAINING = {"01_mnist_cnn", "02_mnist_vit", "03_nlp_cola", "04_bert_embedding", "06_sts", "07_review_classifier"}
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +40,6 @@ def test_notebook_runs_at_smoke_size(nb, outputs, monkeypatch):
     for name in ("notebook.ipynb", "notebook.html", "params.yaml", "env.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "figures").glob("*.png")), "every notebook shows at least one plot"
+    if nb.stem in TRAINING:  # the loss curve's numbers, for compare
+        history = pd.read_csv(run_dir / "history.csv")
+        assert len(history) and {"step", "train_loss"} <= set(history.columns)
