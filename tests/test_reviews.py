@@ -72,6 +72,7 @@ def test_keyword_sentiment_stages_line_up_with_the_gold_pairs():
 
 # ---- baseline -----------------------------------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore:Label not 2 is present:UserWarning")  # class c is never seen, on purpose
 def test_tfidf_baseline_single_multi_and_missing_class():
     st = _stage()
     model, seconds = R.fit_tfidf(st, ngram_max=2, C=10.0)
