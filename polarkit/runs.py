@@ -157,6 +157,12 @@ class Run:
         df.to_csv(path, index=False)
         return path
 
+    def save_history(self, df, name: str = "history") -> Path:
+        """Write a training history (one row per evaluation or logged step) to `<name>.csv` (compare reads history.csv)."""
+        path = self.dir / f"{name}.csv"
+        df.to_csv(path, index=False)
+        return path
+
     def finish(self, metrics: dict[str, Any] | None = None):
         """Log final metrics, mark the notebook body as done, and return the metrics table."""
         merged = self.log_metrics(metrics or {})

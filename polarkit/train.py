@@ -147,7 +147,7 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
     _reload_best(trainer)
     hist = history(trainer)
     if (run := runs.current()) is not None and len(hist):  # no evaluations (no eval set): nothing to write
-        hist.to_csv(run.dir / f"{history_name}.csv", index=False)
+        run.save_history(hist, history_name)
     return trainer, hist
 
 

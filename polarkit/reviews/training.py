@@ -65,8 +65,9 @@ def prior_bias(clf, stage: Stage, eps: float = 1e-3) -> np.ndarray:
     cannot reach logit(0.1) = -2.2: the loss would stay above the all-negative guess."""
     y = stage.y("train")
     rate = y.mean(axis=0) if stage.kind == "multi" else np.bincount(y, minlength=len(stage.labels)) / len(y)
-    if getattr(clf, "class_weight", None) is not None:  # the weighted loss's best constant: rate · w, renormalised
-        rate = rate * clf.class_weight.numpy() / np.sum(rate * clf.class_weight.numpy())
+    if clf.class_weight is not None:  # the weighted loss's best constant: rate · w, renormalised
+        rate = rate * clf.class_weight.numpy()
+        rate = rate / rate.sum()
     rate = np.clip(rate, eps, 1 - eps)
     bias = np.log(rate / (1 - rate)) if stage.kind == "multi" else np.log(rate)
     with torch.no_grad():
