@@ -240,6 +240,14 @@ class Predictor:
         return [{"label": self.labels[int(k)], "score": float(row[k])} for row, k in zip(p, p.argmax(1))]
 
 
+# the keys compute_metrics_for returns per problem type (score.classification / similarity / multilabel)
+METRIC_NAMES = {
+    "single_label_classification": ("accuracy", "mcc", "f1"),
+    "regression": ("pearson", "spearman", "f1"),
+    "multi_label_classification": tuple(f"{avg}_{m}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1")),
+}
+
+
 def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0) -> Callable:
     """A Trainer `compute_metrics` for "classification" (accuracy, mcc, f1), "regression"
     (pearson, spearman, f1 at `threshold` after multiplying by `scale`) or "multilabel"."""
@@ -257,6 +265,7 @@ def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0) -
             return score.multilabel(labels, 1.0 / (1.0 + np.exp(-np.asarray(logits))))
         return score.classification(labels, np.asarray(logits).argmax(-1))
 
+    compute.names = METRIC_NAMES[problem]  # what train.fit may choose checkpoints by (besides loss)
     return compute
 
 

@@ -112,16 +112,20 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
     `group_by_length` groups similar lengths (the dataset may carry a precomputed `length` column).
-    `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised.
+    `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised. When
+    `compute_metrics` declares its `names`, an unknown `metric` is refused before training.
     `head_lr` (None: `lr`) is the peak learning rate of the head (`head.*` / `classifier.*` parameters):
     a fresh head under Adam moves ~lr per step, too slowly for sigmoid outputs that must leave the prior.
     The history is also saved as `<history_name>.csv` in the active run folder (for compare).
     """
+    has_eval = eval_dataset is not None
+    names = getattr(compute_metrics, "names", None)  # declared by text.compute_metrics_for and its kin
+    if has_eval and metric != "loss" and names is not None and metric not in names:
+        raise ValueError(f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}")
     if collator is None and tokenizer is not None:
         collator = transformers.DataCollatorWithPadding(tokenizer)
     steps_per_epoch = max(1, -(-len(train_dataset) // (batch_size * grad_accum)))  # ceil, as Trainer counts
     eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
-    has_eval = eval_dataset is not None
     args = TrainingArguments(
         output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size or 2 * batch_size,

@@ -202,6 +202,14 @@ def test_encode_counts_truncation_and_build_gives_one_output_per_class(tok):
     assert p.shape == (1, 3) and p.sum() == pytest.approx(1, abs=1e-5)
 
 
+def test_best_metric_names_each_stages_f1_and_refuses_others():
+    from polarkit.reviews import training
+    multi, single = _stage("multi", ("a", "b"), y=[np.array([1, 0])] * 4), _stage()
+    assert [training.stage_metric(s, m) for s in (multi, single) for m in ("loss", "f1")] == ["loss", "micro_f1", "loss", "f1"]
+    with pytest.raises(ValueError, match="best_metric must be one of"):
+        training.stage_metric(single, "mcc")
+
+
 # ---- the notebook at smoke size, every task -----------------------------------------------
 
 @pytest.mark.slow

@@ -143,8 +143,21 @@ def test_compute_metrics_against_sklearn_and_scipy():
     got = text.compute_metrics_for("regression")(EP(pred, gold))
     assert got["pearson"] == pytest.approx(stats.pearsonr(gold, pred[:, 0])[0])
     assert got["f1"] == pytest.approx(skm.f1_score(gold * 5 >= 3, pred[:, 0] * 5 >= 3))
+    multi = text.compute_metrics_for("multilabel")(EP(rng.normal(size=(30, 3)), rng.integers(0, 2, (30, 3))))
+    for kind, out in (("classification", text.compute_metrics_for("classification")(EP(logits, y))),
+                      ("regression", got), ("multilabel", multi)):
+        assert set(text.compute_metrics_for(kind).names) == set(out), kind  # the names train.fit checks against
     with pytest.raises(ValueError, match="kind"):
         text.compute_metrics_for("ranking")
+
+
+def test_fit_refuses_a_metric_the_eval_does_not_compute(tok, encoder_factory, tmp_path):
+    ds, _ = text.tokenize(DF, tok)
+    model = text.EncoderClassifier(encoder_factory(), 2)
+    with pytest.raises(ValueError, match="'auc' is not computed.*'mcc'"):
+        train.fit(model, ds, ds, out_dir=tmp_path, metric="auc", tokenizer=tok,
+                  compute_metrics=text.compute_metrics_for("classification"))
+    assert not any(tmp_path.iterdir())  # refused before any training step or checkpoint
 
 
 def test_setup_threads_follow_argument_then_omp_num_threads(monkeypatch):

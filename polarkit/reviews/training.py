@@ -75,10 +75,23 @@ def prior_bias(clf, stage: Stage, eps: float = 1e-3) -> np.ndarray:
     return bias
 
 
+BEST_METRICS = ("loss", "f1")
+
+
+def stage_metric(stage: Stage, best_metric: str) -> str:
+    """The validation metric that picks `stage`'s checkpoint: `loss`, or `f1` — micro-F1 for a
+    multi-label stage, F1 for a softmax one (macro over more than 2 classes)."""
+    if best_metric not in BEST_METRICS:
+        raise ValueError(f"best_metric must be one of {list(BEST_METRICS)}, got {best_metric!r}")
+    return "loss" if best_metric == "loss" else "micro_f1" if stage.kind == "multi" else "f1"
+
+
 def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: float = 1.0, lr: float = 5e-5,
               batch_size: int = 32, max_steps: int = -1, evals_per_epoch: int = 2, patience: int | None = None,
-              metric: str = "loss", seed: int = 0, **extra):
-    """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint by `metric` on val."""
+              best_metric: str = "loss", seed: int = 0, **extra):
+    """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint on val by
+    `best_metric` (see `stage_metric`)."""
+    metric = stage_metric(stage, best_metric)
     if stage.kind == "multi":
         compute = text.compute_metrics_for("multilabel")
     else:  # macro F1 whenever there are more than 2 classes (a small val split may lack one of them)
@@ -87,6 +100,7 @@ def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: f
         def compute(eval_pred):
             logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
             return score.classification(eval_pred.label_ids, np.asarray(logits).argmax(-1), average=average)
+        compute.names = text.METRIC_NAMES["single_label_classification"]
     return train.fit(clf, encoded["train"], encoded.get("val"), out_dir=out_dir, epochs=epochs, lr=lr,
                      batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
                      patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
