@@ -6,7 +6,7 @@
     coll = mlm.collator(tok, whole_word=True)
     held = mlm.fixed_batches(heldout_ds, mlm.collator(tok, whole_word=True, seed=0))
     mlm.masked_loss(model, held)                     # {'loss', 'perplexity', 'accuracy', 'tokens'}
-    trainer, hist = mlm.train_stage(model, ds, coll, held, stage="head", steps=40, out_dir=...)
+    trainer, hist = mlm.train_stage(model, ds, coll, held, stage="head", steps=40)
 
 The packaged encoders carry no MLM head: `load_model(..., head="masked_lm")` initialises one and
 ties its decoder to the input embeddings. A fresh head starts above the uniform-guess loss, so
@@ -14,6 +14,7 @@ domain adaptation is judged on held-out text against a head-only warm-up, not ag
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -189,12 +190,13 @@ class HeldoutCurve(TrainerCallback):
             self.rows.append({"step": state.global_step, "eval_loss": masked_loss(model, self.batches)["loss"]})
 
 
-def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, out_dir: str | Path,
+def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, out_dir: str | Path | None = None,
                 lr: float = 1e-4, batch_size: int = 16, evals: int = 4, freeze_embeddings: bool = True,
                 seed: int = 0, **fit_kw):
     """Train `steps` steps of one stage ('head' | 'full') with polarkit.train.fit -> (trainer, history).
 
     history: DataFrame[step, train_loss, eval_loss, stage]; eval_loss on the fixed held-out batches.
+    Nothing is checkpointed (no eval set): `out_dir` None gives Trainer a temporary folder, removed after.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -202,10 +204,11 @@ def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, ou
     curve = HeldoutCurve(heldout, steps // max(1, evals))
     # fit derives logging_steps from evals_per_epoch; ask for ~20 training-loss points in `steps`
     per_epoch = max(1, len(train_ds) // batch_size)
-    trainer, _ = train.fit(model, train_ds, None, out_dir=out_dir, max_steps=steps, lr=lr, batch_size=batch_size,
-                           collator=collate, group_by_length=False, seed=seed, callbacks=[curve],
-                           evals_per_epoch=max(1, per_epoch * 20 // (4 * steps)),
-                           remove_unused_columns=False, **fit_kw)  # keep word_ids for the collator
+    with tempfile.TemporaryDirectory(prefix="polarkit_mlm_") as tmp:
+        trainer, _ = train.fit(model, train_ds, None, out_dir=out_dir or tmp, max_steps=steps, lr=lr, batch_size=batch_size,
+                               collator=collate, group_by_length=False, seed=seed, callbacks=[curve],
+                               evals_per_epoch=max(1, per_epoch * 20 // (4 * steps)),
+                               remove_unused_columns=False, **fit_kw)  # keep word_ids for the collator
     logged = [{"step": e["step"], "train_loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
     hist = pd.concat([pd.DataFrame(logged), pd.DataFrame(curve.rows)], ignore_index=True)
     return trainer, hist.groupby("step", as_index=False).first().assign(stage=stage)

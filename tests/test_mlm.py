@@ -120,7 +120,7 @@ def test_training_lowers_heldout_loss_and_saves_encoder(tok, tiny, tmp_path):
     model = mlm.sparse_loss(tiny)
     start = mlm.masked_loss(model, held)
     _, hist = mlm.train_stage(model, ds, mlm.collator(tok, whole_word=True), held, stage="full", steps=30, lr=3e-3,
-                              batch_size=8, out_dir=tmp_path / "t", evals=3, freeze_embeddings=False)
+                              batch_size=8, evals=3, freeze_embeddings=False)  # Trainer's folder: temporary
     end = mlm.masked_loss(model, held)
     assert end["loss"] < start["loss"] - 0.5 and end["tokens"] == start["tokens"]
     assert {"step", "train_loss", "eval_loss", "stage"} <= set(hist.columns) and hist.eval_loss.notna().sum() >= 3

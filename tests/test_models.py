@@ -175,3 +175,20 @@ def test_import_is_light():
     code = "import sys, polarkit.models; print('torch' in sys.modules or 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_only_load_reports_of_expected_fresh_weights_are_dropped():
+    from polarkit.models import expected_gaps_only
+
+    def report(*rows):
+        table = "\n".join(f"{k} | {st} | " for k, st in rows)
+        return f"BertModel LOAD REPORT from: x\nKey | Status | \n----+---+-\n{table}\n\nNotes:\n- MISSING:\tnewly initialized"
+    pooler = [("pooler.dense.weight", "MISSING"), ("pooler.dense.bias", "MISSING")]
+    mlm_head = [("cls.predictions.bias", "MISSING"), ("cls.predictions.transform.dense.weight", "MISSING")]
+    assert expected_gaps_only(report(*pooler), "encoder")
+    assert expected_gaps_only(report(("bert.pooler.dense.bias", "MISSING")), "classification")
+    assert expected_gaps_only(report(*pooler, *mlm_head), "masked_lm")
+    assert not expected_gaps_only(report(*mlm_head), "encoder")  # an MLM head missing where none was asked for
+    assert not expected_gaps_only(report(*pooler, ("classifier.weight", "MISSING")), "classification")
+    assert not expected_gaps_only(report(("pooler.dense.weight", "UNEXPECTED")), "encoder")
+    assert not expected_gaps_only("some other warning about pooler.dense.weight | MISSING |", "encoder")

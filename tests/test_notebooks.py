@@ -40,6 +40,8 @@ def test_notebook_runs_at_smoke_size(nb, outputs, monkeypatch):
     for name in ("notebook.ipynb", "notebook.html", "params.yaml", "env.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "figures").glob("*.png")), "every notebook shows at least one plot"
+    empty = [d.name for d in run_dir.rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert not empty, f"a run folder keeps no empty folders (e.g. a Trainer output_dir): {empty}"
     if nb.stem in TRAINING:  # the loss curve's numbers, for compare
         history = pd.read_csv(run_dir / "history.csv")
         assert len(history) and {"step", "train_loss"} <= set(history.columns)

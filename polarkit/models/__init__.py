@@ -13,6 +13,7 @@ Importing this module is cheap; transformers/torch are imported on first use.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,14 +116,28 @@ def _head_kwargs(head: str, num_labels: int) -> dict:
     return {}
 
 
+_REPORT_ROW = re.compile(r"^(\S+)\s*\|\s*([A-Z]+)\s*\|", re.M)  # "key | STATUS |" rows of a LOAD REPORT
+
+
+def expected_gaps_only(message: str, head: str) -> bool:
+    """True for a transformers LOAD REPORT whose rows are all MISSING weights polarkit expects to be
+    fresh: the pooler (the packaged encoders ship none; `pretrained_pooler` in `describe` says so) and,
+    for head="masked_lm", the new MLM head. Any other row (unexpected, mismatched, missing) is news."""
+    rows = [(k, st) for k, st in _REPORT_ROW.findall(message) if k != "Key"]
+    fresh = re.compile(r"(\w+\.)?pooler\." + (r"|cls\.predictions\." if head == "masked_lm" else ""))
+    return "LOAD REPORT" in message and bool(rows) and all(st == "MISSING" and fresh.match(k) for k, st in rows)
+
+
 @contextmanager
-def _quiet_fresh_head():
-    """Drop transformers' 'checkpoint seem corrupted' note while loading: for a fresh MLM head both
-    tied biases are absent from the packaged encoders, as expected; they are still tied."""
+def _quiet_fresh_head(head: str = "encoder"):
+    """Drop transformers' notes on weights polarkit initialises on purpose while loading: the
+    'checkpoint seem corrupted' note (a fresh MLM head's tied biases are absent from the packaged
+    encoders, as expected; they are still tied) and load reports of expected gaps only."""
     log = logging.getLogger("transformers.modeling_utils")
 
     def keep(record: logging.LogRecord) -> bool:
-        return "seem corrupted" not in record.getMessage()
+        msg = record.getMessage()
+        return "seem corrupted" not in msg and not expected_gaps_only(msg, head)
 
     log.addFilter(keep)
     try:
@@ -158,7 +173,7 @@ def load_model(spec: str, head: str = "encoder", num_labels: int = 2, tokenizer=
         config = scratch_config(parsed.value, len(tokenizer), tokenizer.pad_token_id or 0, **kwargs)
         model = auto.from_config(config).eval()
     else:
-        with _quiet_fresh_head():
+        with _quiet_fresh_head(head):
             model = _pretrained(parsed, auto.from_pretrained, resolve(spec), **kwargs)
     if head == "masked_lm":
         _check_tied(model)
