@@ -248,8 +248,8 @@ METRIC_NAMES = {
 }
 
 
-def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0) -> Callable:
-    """A Trainer `compute_metrics` for "classification" (accuracy, mcc, f1), "regression"
+def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0, average: str = "binary") -> Callable:
+    """A Trainer `compute_metrics` for "classification" (accuracy, mcc, f1 with `average`), "regression"
     (pearson, spearman, f1 at `threshold` after multiplying by `scale`) or "multilabel"."""
     problem = _KIND.get(kind)
     if problem is None:
@@ -263,7 +263,7 @@ def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0) -
                                     threshold=threshold)
         if problem == "multi_label_classification":
             return score.multilabel(labels, 1.0 / (1.0 + np.exp(-np.asarray(logits))))
-        return score.classification(labels, np.asarray(logits).argmax(-1))
+        return score.classification(labels, np.asarray(logits).argmax(-1), average=average)
 
     compute.names = METRIC_NAMES[problem]  # what train.fit may choose checkpoints by (besides loss)
     return compute

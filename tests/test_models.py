@@ -188,6 +188,7 @@ def test_only_load_reports_of_expected_fresh_weights_are_dropped():
     assert expected_gaps_only(report(*pooler), "encoder")
     assert expected_gaps_only(report(("bert.pooler.dense.bias", "MISSING")), "classification")
     assert expected_gaps_only(report(*pooler, *mlm_head), "masked_lm")
+    assert expected_gaps_only(report(("pooler.dense.bias", "\x1b[31mMISSING\x1b[0m")), "encoder")  # a terminal's colours
     assert not expected_gaps_only(report(*mlm_head), "encoder")  # an MLM head missing where none was asked for
     assert not expected_gaps_only(report(*pooler, ("classifier.weight", "MISSING")), "classification")
     assert not expected_gaps_only(report(("pooler.dense.weight", "UNEXPECTED")), "encoder")

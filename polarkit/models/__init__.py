@@ -117,13 +117,14 @@ def _head_kwargs(head: str, num_labels: int) -> dict:
 
 
 _REPORT_ROW = re.compile(r"^(\S+)\s*\|\s*([A-Z]+)\s*\|", re.M)  # "key | STATUS |" rows of a LOAD REPORT
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # on a terminal transformers colours each status
 
 
 def expected_gaps_only(message: str, head: str) -> bool:
     """True for a transformers LOAD REPORT whose rows are all MISSING weights polarkit expects to be
     fresh: the pooler (the packaged encoders ship none; `pretrained_pooler` in `describe` says so) and,
     for head="masked_lm", the new MLM head. Any other row (unexpected, mismatched, missing) is news."""
-    rows = [(k, st) for k, st in _REPORT_ROW.findall(message) if k != "Key"]
+    rows = [(k, st) for k, st in _REPORT_ROW.findall(_ANSI.sub("", message)) if k != "Key"]
     fresh = re.compile(r"(\w+\.)?pooler\." + (r"|cls\.predictions\." if head == "masked_lm" else ""))
     return "LOAD REPORT" in message and bool(rows) and all(st == "MISSING" and fresh.match(k) for k, st in rows)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polarkit import models, score, text, train
+from polarkit import models, text, train
 from polarkit.reviews.tasks import Stage
 
 _PROBLEM = {"single": "single_label_classification", "pair": "single_label_classification",
@@ -92,15 +92,9 @@ def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: f
     """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint on val by
     `best_metric` (see `stage_metric`)."""
     metric = stage_metric(stage, best_metric)
-    if stage.kind == "multi":
-        compute = text.compute_metrics_for("multilabel")
-    else:  # macro F1 whenever there are more than 2 classes (a small val split may lack one of them)
-        average = "binary" if len(stage.labels) == 2 else "macro"
-
-        def compute(eval_pred):
-            logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-            return score.classification(eval_pred.label_ids, np.asarray(logits).argmax(-1), average=average)
-        compute.names = text.METRIC_NAMES["single_label_classification"]
+    # macro F1 whenever a softmax stage has more than 2 classes (a small val split may lack one of them)
+    compute = text.compute_metrics_for("multilabel" if stage.kind == "multi" else "classification",
+                                       average="binary" if len(stage.labels) == 2 else "macro")
     return train.fit(clf, encoded["train"], encoded.get("val"), out_dir=out_dir, epochs=epochs, lr=lr,
                      batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
                      patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
