@@ -4,6 +4,7 @@ Reads only run folders; a failed, running or half-written run shows as such inst
 """
 from __future__ import annotations
 
+import difflib
 import html
 import os
 from pathlib import Path
@@ -12,6 +13,23 @@ import pandas as pd
 import yaml
 
 from polarkit import runs
+
+_BASE = {"notebook", "run", "status", "profile", "start", "duration_s", "error"}
+
+
+def _is_number(v) -> bool:
+    """A real, non-NaN number (bools are not metrics)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _number(v) -> str:
+    """4 significant digits; 'n/a' for null (log_metrics writes nan/inf as null)."""
+    return f"{v:.4g}" if _is_number(v) else "n/a" if v is None else str(v)
+
+
+def _text(v) -> str:
+    """A table cell: '' for None and NaN (pandas turns a missing None into NaN), else str(v)."""
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def run_dirs(outputs: Path | None = None, pattern: str = "*") -> list[Path]:
@@ -22,31 +40,50 @@ def run_dirs(outputs: Path | None = None, pattern: str = "*") -> list[Path]:
 
 
 def _params(run_dir: Path) -> dict:
+    """The run's params.yaml; {} when missing, half-written or not a mapping."""
     try:
-        return yaml.safe_load((run_dir / "params.yaml").read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load((run_dir / "params.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _alive(status: dict) -> bool:
-    """A 'running' run whose kernel process is gone is reported as 'died'."""
-    pid = status.get("kernel_pid")
+    """Is the process that owns this run still there? `running`: the kernel; `queued`: the executor."""
+    pid = status.get("kernel_pid") if status.get("state") == "running" else status.get("executor_pid")
     return pid is None or os.path.exists(f"/proc/{pid}")
 
 
+def _read_object(path: Path) -> tuple[dict, str | None]:
+    """(JSON object at `path`, None); ({}, why) when the file holds a list, a string or a number."""
+    data = runs.read_json(path)
+    return (data, None) if isinstance(data, dict) else ({}, f"{path.name} is not an object")
+
+
+def _run_row(d: Path) -> dict:
+    """One run folder -> notebook, run, status, profile, start, duration_s, error, then its metrics."""
+    st, bad_status = _read_object(d / "status.json")
+    metrics, bad_metrics = _read_object(d / "metrics.json")
+    state = st.get("state", "unknown")
+    if state in ("running", "queued") and not _alive(st):
+        state = "died"
+    error = ": ".join(str(x) for x in (st.get("error"), st.get("message")) if x)
+    error = "; ".join(x for x in (error, bad_status, bad_metrics) if x) or None
+    return {"notebook": d.parent.name, "run": d.name, "status": state, "profile": st.get("profile"),
+            "start": st.get("start"), "duration_s": st.get("duration_s"), "error": error,
+            **{k: v for k, v in metrics.items() if k not in _BASE}}
+
+
 def load_runs(outputs: Path | None = None, pattern: str = "*") -> pd.DataFrame:
-    """One row per run: notebook, run, status, start, duration_s, error, metrics (metric columns)."""
-    rows = []
-    for d in run_dirs(outputs, pattern):
-        st = runs.read_json(d / "status.json")
-        state = st.get("state", "unknown")
-        if state == "running" and not _alive(st):
-            state = "died"
-        rows.append({"notebook": d.parent.name, "run": d.name, "status": state, "profile": st.get("profile"),
-                     "start": st.get("start"), "duration_s": st.get("duration_s"),
-                     "error": ": ".join(str(x) for x in (st.get("error"), st.get("message")) if x) or None,
-                     **runs.read_json(d / "metrics.json")})
-    return pd.DataFrame(rows)
+    """One row per run: notebook, run, status, start, duration_s, error, metrics (metric columns).
+
+    A status.json or metrics.json that is not a JSON object counts as empty, and `error` says so."""
+    return pd.DataFrame([_run_row(d) for d in run_dirs(outputs, pattern)])
+
+
+def metric_columns(board: pd.DataFrame) -> list[str]:
+    """The columns of `load_runs` that came from metrics.json."""
+    return [c for c in board.columns if c not in _BASE]
 
 
 def differing_params(run_dirs_: list[Path]) -> pd.DataFrame:
@@ -59,20 +96,38 @@ def differing_params(run_dirs_: list[Path]) -> pd.DataFrame:
 
 def leaderboard(outputs: Path | None = None, pattern: str = "*", metric: str | None = None,
                 ascending: bool = False) -> pd.DataFrame:
-    """Runs sorted by `metric` (succeeded first); with one notebook, the differing params are added."""
+    """Runs sorted by `metric` (succeeded first); with one notebook, the differing params are added.
+
+    A `metric` no run reported raises ValueError naming the metrics there are."""
     df = load_runs(outputs, pattern)
     if df.empty:
         return df
-    if metric and metric in df:
+    if metric:
+        _check_metric(df, metric, pattern)
         df = df.sort_values(["status", metric], ascending=[True, ascending], key=_status_first)
+    metrics = metric_columns(df)
     if df["notebook"].nunique() == 1:
         diff = differing_params(run_dirs(outputs, pattern))
         df = df.merge(diff, left_on="run", right_index=True, how="left")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["metrics"] = metrics  # which columns are metrics once params (e.g. val_frac) sit beside them
+    return df
+
+
+def _check_metric(board: pd.DataFrame, metric: str, pattern: str) -> None:
+    have = metric_columns(board)
+    if metric not in have:
+        close = difflib.get_close_matches(metric, have, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown metric {metric!r}{hint}; metrics of the runs matching {pattern!r}: "
+                         f"{', '.join(sorted(have)) or 'none'}")
 
 
 def _status_first(col: pd.Series) -> pd.Series:
-    return col.map(lambda s: s != "succeeded") if col.name == "status" else col
+    """Sort key: succeeded runs first; metric values as numbers (a stray string sorts last, not a crash)."""
+    if col.name == "status":
+        return col.map(lambda s: s != "succeeded")
+    return pd.to_numeric(col, errors="coerce")
 
 
 def write_index(outputs: Path | None = None) -> Path:
@@ -85,10 +140,9 @@ def write_index(outputs: Path | None = None) -> Path:
         links = [f'<a href="{html.escape(str(p.relative_to(outputs)))}">{html.escape(p.name)}</a>'
                  for p in [d / "notebook.html", *sorted(d.glob("figures/*.png")), *sorted(d.glob("attention/*.html"))]
                  if p.exists()]
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.items()
-                            if k not in _BASE and isinstance(v, float) and v == v)
-        cells = [r["notebook"], r["run"], r["status"], r.get("profile") or "", r.get("duration_s") or "",
-                 metrics, r.get("error") or "", " ".join(links)]
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.items() if k not in _BASE and _is_number(v))
+        cells = [r["notebook"], r["run"], r["status"], _text(r.get("profile")), _text(r.get("duration_s")),
+                 metrics, _text(r.get("error")), " ".join(links)]
         rows.append("<tr>" + "".join(f"<td>{c if i == 7 else html.escape(str(c))}</td>"
                                      for i, c in enumerate(cells)) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in
@@ -101,16 +155,71 @@ def write_index(outputs: Path | None = None) -> Path:
     return path
 
 
-_BASE = {"notebook", "run", "status", "profile", "start", "duration_s", "error"}
 _CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}")
 
 
+# ---- closing table of `polarkit run` ------------------------------------------------------
+
+# Each notebook's headline metrics: the figures its README row quotes ("What the profiles reach").
+# 07's depend on its `task` parameter; a notebook not listed shows its first test_/dev_/val_ metric.
+HEADLINES: dict[str, tuple[str, ...] | dict[str, tuple[str, ...]]] = {
+    "01_mnist_cnn": ("test_accuracy",),
+    "02_mnist_vit": ("test_accuracy",),
+    "03_nlp_cola": ("val_mcc",),
+    "04_bert_embedding": ("heldout_initial_loss", "heldout_adapted_loss", "heldout_control_loss"),
+    "05_cosine_jd": ("testsheet_auc", "testsheet_seed_gap"),
+    "06_sts": ("dev_pearson", "dev_f1", "zeroshot_pearson"),
+    "07_review_classifier": {
+        "sentiment": ("test_accuracy", "test_tfidf_accuracy"),
+        "keywords": ("valid_micro_f1", "valid_tuned_micro_f1", "valid_tfidf_tuned_micro_f1"),
+        "keyword_sentiment": ("dev_pair_f1", "dev_tfidf_pair_f1")},
+    "08_compare_runs": (),
+}
+
+
+def headline_keys(notebook: str, metrics: dict, params: dict | None = None) -> tuple[str, ...]:
+    """The metric keys a run's headline shows: HEADLINES[notebook] (by `task` when the entry is a dict),
+    else the first test_/dev_/val_ metric it reported."""
+    spec = HEADLINES.get(notebook)
+    if isinstance(spec, dict):
+        spec = spec.get((params or {}).get("task"))
+    if spec is not None:
+        return spec
+    first = next((k for prefix in ("test_", "dev_", "val_") for k, v in metrics.items()
+                  if k.startswith(prefix) and _is_number(v)), None)
+    return (first,) if first else ()
+
+
+def headline(notebook: str, metrics: dict, params: dict | None = None) -> str:
+    """'val_mcc=0.228' (several joined by ', ', 07 prefixed by its task); '' when none was reported."""
+    keys = headline_keys(notebook, metrics, params)
+    text = ", ".join(f"{k}={_number(metrics[k])}" for k in keys if k in metrics)
+    task = (params or {}).get("task") if isinstance(HEADLINES.get(notebook), dict) else None
+    return f"{task}: {text}" if task and text else text
+
+
+def closing_table(dirs: list[Path]) -> pd.DataFrame:
+    """One row per given run folder, in order: notebook, run, status, duration, headline (a string per
+    row, so notebooks with different metrics never show NaN; a run without them shows its error)."""
+    rows = []
+    for d in map(Path, dirs):
+        r = _run_row(d)
+        metrics = {k: v for k, v in r.items() if k not in _BASE}
+        seconds = r["duration_s"]
+        rows.append({"notebook": r["notebook"], "run": r["run"], "status": r["status"],
+                     "duration": f"{seconds:.0f} s" if _is_number(seconds) else "",
+                     "headline": headline(r["notebook"], metrics, _params(d)) or _text(r["error"])})
+    return pd.DataFrame(rows, columns=["notebook", "run", "status", "duration", "headline"])
+
+
 def default_metric(board: pd.DataFrame) -> str | None:
-    """The first test_/dev_/val_ metric column with values, for sorting when none is named."""
+    """The first test_/dev_/val_ metric column with values, for sorting when none is named
+    (a leaderboard's parameter columns, such as val_frac, are never picked)."""
+    metrics = board.attrs.get("metrics", list(board.columns))
     for prefix in ("test_", "dev_", "val_"):
         for c in board.columns:
-            if c.startswith(prefix) and board[c].notna().any():
+            if c.startswith(prefix) and c in metrics and board[c].notna().any():
                 return c
     return None
 

@@ -7,11 +7,13 @@ kernel is gone) notebook.ipynb + notebook.html.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,17 +34,43 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+PATH_ENVS = ("POLARKIT_OUTPUTS", "POLARKIT_DATA", "POLARKIT_MODELS")  # folders named by the environment
+
+
+def absolute_env() -> dict[str, str]:
+    """Make the folder variables ($POLARKIT_OUTPUTS, $POLARKIT_DATA, $POLARKIT_MODELS) absolute, in place.
+
+    Called before a kernel starts: the kernel runs in the notebook's folder, where a relative path
+    would name another folder than the one the user meant. Returns the variables that are set.
+    """
+    out = {}
+    for name in PATH_ENVS:
+        if os.environ.get(name):
+            os.environ[name] = out[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
+    return out
+
+
 def outputs_dir() -> Path:
-    """$POLARKIT_OUTPUTS, else <repo>/outputs (or ./outputs when polarkit is installed elsewhere)."""
+    """$POLARKIT_OUTPUTS, else <repo>/outputs (or ./outputs when polarkit is installed elsewhere); absolute."""
     if os.environ.get("POLARKIT_OUTPUTS"):
-        return Path(os.environ["POLARKIT_OUTPUTS"])
-    return (ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()) / "outputs"
+        return Path(os.environ["POLARKIT_OUTPUTS"]).expanduser().absolute()
+    return (ROOT if (ROOT / "notebooks").is_dir() else Path.cwd()).absolute() / "outputs"
+
+
+class OutputsError(OSError):
+    """The outputs folder cannot hold a new run folder; the message says which folder and why."""
 
 
 def new_run_dir(stem: str, base: Path | None = None) -> Path:
     """Create outputs/<stem>/<time>-<id>/; the random id keeps runs started in one second apart."""
-    base = (base or outputs_dir()) / stem
-    base.mkdir(parents=True, exist_ok=True)
+    root = Path(base or outputs_dir())
+    base = root / stem
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = ("it is a file, not a folder" if root.exists() and not root.is_dir() else
+               "it is not writable" if isinstance(e, PermissionError) else e.strerror or str(e))
+        raise OutputsError(e.errno, f"cannot create run folders under {root} ($POLARKIT_OUTPUTS): {why}") from None
     while True:
         d = base / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         try:
@@ -53,10 +81,28 @@ def new_run_dir(stem: str, base: Path | None = None) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (tmp + rename) so readers never see half a file."""
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write strict JSON atomically (tmp + rename) so readers never see half a file.
+
+    Non-finite floats become null: bare NaN/Infinity is not JSON (browsers' JSON.parse rejects it).
+    """
+    text = json.dumps(_finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _finite(x: Any) -> Any:
+    """`x` with every non-finite float (nan, inf) replaced by None, through dicts and lists."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def read_json(path: Path) -> dict:
@@ -145,8 +191,11 @@ class Run:
         write_json(self.dir / "env.json", {**read_json(self.dir / "env.json"), **fields})
 
     def log_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """Merge flat {split_metric: number} into metrics.json; returns the whole file's content."""
-        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        """Merge flat {split_metric: number} into metrics.json; returns the whole file's content.
+
+        A non-finite value (nan, inf) is written as null: the metric exists but has no value.
+        """
+        clean = {k: float(v) if math.isfinite(float(v)) else None for k, v in metrics.items() if _is_number(v)}
         merged = {**read_json(self.dir / "metrics.json"), **clean}
         write_json(self.dir / "metrics.json", merged)
         return merged
@@ -255,6 +304,9 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
         return values
     from polarkit import params
     declared = params.declared(nb)
+    unknown = {k: namespace[k] for k in _injected_names(namespace) if k not in declared}
+    if unknown:  # papermill only warns about a -p name the notebook does not declare; refuse it as the CLI does
+        params.check(unknown, declared, source=f"parameters given to {nb.name}")
     values = {k: v for k, v in values.items() if k in declared}
     fixed, notes = params.repair(values, declared)
     for note in notes:
@@ -263,6 +315,20 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     values.update(fixed)
     params.check(values, declared, source=f"parameters of {nb.name}")
     return values
+
+
+def _injected_names(namespace: dict[str, Any]) -> list[str]:
+    """Names assigned by papermill's injected-parameters cell (its source starts `# Parameters`), if any."""
+    import ast
+    for source in reversed(namespace.get("In") or []):
+        if source.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return []
+            return [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+    return []
 
 
 def _papermill_paths(pid: int) -> tuple[Path, Path | None] | None:

@@ -6,8 +6,10 @@ early, beats the run heartbeat, and returns the history as a DataFrame for plots
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +57,22 @@ class _Heartbeat(TrainerCallback):
             print(f"[train] step {state.global_step}/{state.max_steps} {logs}", file=sys.stderr, flush=True)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: training stopped; the run is failed, not `succeeded`."""
+
+
+class _StopOnNonFinite(TrainerCallback):
+    """Raises `TrainingDiverged` at the first logged loss (train or eval) that is NaN or infinite."""
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        bad = {k: v for k, v in (logs or {}).items()
+               if k in ("loss", "eval_loss") and isinstance(v, (int, float)) and not np.isfinite(v)}
+        if bad:
+            raise TrainingDiverged(
+                f"training diverged at step {state.global_step}: {', '.join(f'{k}={v}' for k, v in bad.items())} "
+                f"(learning rate {args.learning_rate:g}; a lower lr, or weights that are finite, fix this)")
+
+
 HEAD_PREFIXES = ("head.", "classifier.")  # polarkit's EncoderClassifier, transformers' *ForSequenceClassification
 
 
@@ -100,14 +118,14 @@ def history(trainer: Trainer) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs: float = 1.0,
+def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None = None, epochs: float = 1.0,
         lr: float = 5e-5, batch_size: int = 32, eval_batch_size: int | None = None,
         weight_decay: float = 0.01, warmup_ratio: float = 0.06, scheduler: str = "linear",
         metric: str = "loss", patience: int | None = None, evals_per_epoch: int = 1,
         tokenizer=None, collator=None, compute_metrics: Callable | None = None,
         group_by_length: bool = True, max_steps: int = -1, grad_accum: int = 1,
         seed: int = 0, callbacks: list | None = None, history_name: str = "history",
-        head_lr: float | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
+        head_lr: float | None = None, logging_steps: int | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
     """Train with `transformers.Trainer`; keep the best checkpoint by `metric`; return (trainer, history).
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
@@ -117,42 +135,49 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path, epochs:
     `head_lr` (None: `lr`) is the peak learning rate of the head (`head.*` / `classifier.*` parameters):
     a fresh head under Adam moves ~lr per step, too slowly for sigmoid outputs that must leave the prior.
     The history is also saved as `<history_name>.csv` in the active run folder (for compare).
+    Checkpoints go to `out_dir`, or (None, the default) to a temporary folder removed afterwards, even
+    when training raises. A NaN or infinite loss stops training with `TrainingDiverged` (checked at each
+    log: every `logging_steps` steps, default a quarter of the evaluation interval, at most 50).
     """
-    has_eval = eval_dataset is not None
-    names = getattr(compute_metrics, "names", None)  # declared by text.compute_metrics_for and its kin
-    if has_eval and metric != "loss" and names is not None and metric not in names:
-        raise ValueError(f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}")
-    if collator is None and tokenizer is not None:
-        collator = transformers.DataCollatorWithPadding(tokenizer)
-    steps_per_epoch = max(1, -(-len(train_dataset) // (batch_size * grad_accum)))  # ceil, as Trainer counts
-    eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
-    args = TrainingArguments(
-        output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
-        gradient_accumulation_steps=grad_accum, weight_decay=weight_decay, warmup_steps=warmup_ratio,
-        lr_scheduler_type=scheduler, seed=seed, data_seed=seed,
-        eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
-        save_strategy="steps" if has_eval else "no", save_steps=eval_every, save_total_limit=1,
-        save_only_model=True, load_best_model_at_end=has_eval,
-        metric_for_best_model=metric if has_eval else None,
-        greater_is_better=None if not has_eval else not metric.endswith("loss"),
-        logging_steps=max(1, min(50, eval_every // 4)), report_to="none",
-        train_sampling_strategy="group_by_length" if group_by_length else "random",
-        optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
-        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **extra)
-    cbs = [_Heartbeat(), *(callbacks or [])]
-    if patience and has_eval:
-        cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                       data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
-                       callbacks=cbs)
-    trainer.head_lr = head_lr
-    trainer.train()
-    _reload_best(trainer)
-    hist = history(trainer)
-    if (run := runs.current()) is not None and len(hist):  # no evaluations (no eval set): nothing to write
-        run.save_history(hist, history_name)
-    return trainer, hist
+    with contextlib.ExitStack() as stack:
+        if out_dir is None:  # checkpoints only serve the best-model reload: a folder removed even on error
+            out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="polarkit-checkpoints-"))
+        has_eval = eval_dataset is not None
+        names = getattr(compute_metrics, "names", None)  # declared by text.compute_metrics_for and its kin
+        if has_eval and metric != "loss" and names is not None and metric not in names:
+            raise ValueError(f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}")
+        if collator is None and tokenizer is not None:
+            collator = transformers.DataCollatorWithPadding(tokenizer)
+        steps_per_epoch = max(1, -(-len(train_dataset) // (batch_size * grad_accum)))  # ceil, as Trainer counts
+        eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
+        args = TrainingArguments(
+            output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
+            per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
+            gradient_accumulation_steps=grad_accum, weight_decay=weight_decay, warmup_steps=warmup_ratio,
+            lr_scheduler_type=scheduler, seed=seed, data_seed=seed,
+            eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
+            save_strategy="steps" if has_eval else "no", save_steps=eval_every, save_total_limit=1,
+            save_only_model=True, load_best_model_at_end=has_eval,
+            metric_for_best_model=metric if has_eval else None,
+            greater_is_better=None if not has_eval else not metric.endswith("loss"),
+            logging_steps=logging_steps or max(1, min(50, eval_every // 4)), report_to="none",
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
+            optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
+            dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+            logging_nan_inf_filter=False, **extra)  # the filter logs a NaN loss as 0.0: a diverged run looked fine
+        cbs = [_Heartbeat(), _StopOnNonFinite(), *(callbacks or [])]
+        if patience and has_eval:
+            cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
+        trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                           data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
+                           callbacks=cbs)
+        trainer.head_lr = head_lr
+        trainer.train()
+        _reload_best(trainer)
+        hist = history(trainer)
+        if (run := runs.current()) is not None and len(hist):  # no evaluations (no eval set): nothing to write
+            run.save_history(hist, history_name)
+        return trainer, hist
 
 
 def _reload_best(trainer: Trainer) -> None:

@@ -251,9 +251,9 @@ def test_hub_fallback_is_normalised(no_root, monkeypatch):
 
 def test_check_registry():
     table = D.check()
-    assert list(table.columns) == ["dataset", "file", "present", "bytes"]
+    assert list(table.columns) == ["dataset", "file", "present", "bytes", "problem"]
     assert set(table["dataset"]) == set(D.DATASETS) and table["present"].all()
-    assert (table["bytes"] > 0).all()
+    assert (table["bytes"] > 0).all() and (table["problem"] == "").all(), table[table["problem"] != ""]
     with pytest.raises(ValueError, match="unknown dataset"):
         D.check(["imagenet"])
 
@@ -262,6 +262,7 @@ def test_check_reports_absent_files(monkeypatch, tmp_path):
     monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
     table = D.check("nsmc")
     assert len(table) == 2 and not table["present"].any() and (table["bytes"] == 0).all()
+    assert (table["problem"] == "missing").all()
 
 
 def test_data_root_default_and_env(monkeypatch, tmp_path):
@@ -276,3 +277,92 @@ def test_import_is_light():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- unreadable files: the error names the file and the cause -----------------------------
+
+def _copy_root(tmp_path, *rels):
+    """A data root holding real copies of `rels` from the shared data."""
+    for rel in rels:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHARED / rel, tmp_path / rel)
+    return tmp_path
+
+
+@pytest.mark.parametrize("rel, load", [
+    ("cola/in_domain_dev.tsv", lambda: D.load_cola("validation")),  # header=None: pandas alone reads 0 rows
+    ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
+    (f"{KDT}jd/sampling_data.csv", D.load_jd_sample),
+    ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
+    ("korean_absa/nikluge_sa_2022/nikluge-sa-2022-dev.jsonl", lambda: D.load_nikl("dev")),
+])
+def test_empty_file_names_file_and_cause(monkeypatch, tmp_path, rel, load):
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_bytes(b"")
+    monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        load()
+    assert str(err.value).startswith(f"{tmp_path / rel}: empty file (0 bytes)"), str(err.value)
+
+
+@pytest.mark.parametrize("rel, load", [
+    ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
+    ("nsmc/ratings_test.txt", lambda: D.load_nsmc("test")),
+    ("korsts/sts-dev.tsv", lambda: D.load_korsts("dev")),
+    ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
+    ("korean_absa/food_review_ksc2021/food_review_Test.xml.seg", lambda: D.load_ksc("test")),
+])
+def test_non_utf8_file_names_file_offset_and_cause(monkeypatch, tmp_path, rel, load):
+    _copy_root(tmp_path, rel)
+    raw = (tmp_path / rel).read_bytes()
+    at = raw.index(b"\n", len(raw) // 2) + 1  # a stray Latin-1 byte at the start of a line deep in the file
+    (tmp_path / rel).write_bytes(raw[:at] + b"\xe9" + raw[at:])
+    monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        load()
+    line = raw[:at].count(b"\n") + 1
+    assert str(err.value) == (f"{tmp_path / rel}: not utf-8 text: byte b'\\xe9' at offset {at:,} "
+                              f"(line {line:,}); re-save it as UTF-8")
+
+
+def test_invalid_json_names_file_and_line(monkeypatch, tmp_path):
+    rel = "korean_absa/nikluge_sa_2022/nikluge-sa-2022-dev.jsonl"
+    _copy_root(tmp_path, rel)
+    lines = (tmp_path / rel).read_text(encoding="utf-8").split("\n")
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a line cut short
+    (tmp_path / rel).write_text("\n".join(lines), encoding="utf-8")
+    monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match=rf"{tmp_path / rel}: not valid JSON at line 4, column"):
+        D.load_nikl("dev")
+
+
+def test_check_parses_each_file_and_names_the_broken_ones(monkeypatch, tmp_path, capsys):
+    from polarkit import cli
+
+    rels = [*D.DATASETS["cola"].files, *D.DATASETS["mnist"].files]
+    _copy_root(tmp_path, *rels)
+    (tmp_path / "cola/in_domain_dev.tsv").write_bytes(b"")
+    raw = (tmp_path / "cola/out_of_domain_dev.tsv").read_bytes()
+    (tmp_path / "cola/out_of_domain_dev.tsv").write_bytes(raw[:100] + b"\xff" + raw[100:])
+    labels = tmp_path / "mnist/t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-200])  # a truncated download
+    monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
+    table = D.check(["cola", "mnist"]).set_index("file")
+    assert table["present"].all()
+    assert table.loc["cola/in_domain_dev.tsv", "problem"].startswith("empty file (0 bytes)")
+    assert table.loc["cola/out_of_domain_dev.tsv", "problem"].startswith(
+        "not utf-8 text: byte b'\\xff' at offset 100")
+    assert "EOFError" in table.loc["mnist/t10k-labels-idx1-ubyte.gz", "problem"]
+    assert (table.drop(index=["cola/in_domain_dev.tsv", "cola/out_of_domain_dev.tsv",
+                              "mnist/t10k-labels-idx1-ubyte.gz"])["problem"] == "").all()
+    assert cli.main(["data", "cola", "mnist"]) == 1
+    err = capsys.readouterr().err
+    assert f"BROKEN {tmp_path / 'cola/in_domain_dev.tsv'} (cola): empty file" in err
+    assert f"BROKEN {labels} (mnist)" in err and err.count("BROKEN") == 3
+
+
+def test_cli_data_passes_on_the_shared_data(capsys):
+    from polarkit import cli
+
+    assert cli.main(["data", "cola", "klue_sts", "jd"]) == 0
+    assert "BROKEN" not in capsys.readouterr().err

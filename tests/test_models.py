@@ -53,6 +53,7 @@ def test_hub_ids_pass_through(spec):
 
 
 def test_local_directory_resolves(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')  # what save_pretrained writes first
     assert resolve(str(tmp_path)) == str(tmp_path.resolve())
 
 
@@ -193,3 +194,93 @@ def test_only_load_reports_of_expected_fresh_weights_are_dropped():
     assert not expected_gaps_only(report(*pooler, ("classifier.weight", "MISSING")), "classification")
     assert not expected_gaps_only(report(("pooler.dense.weight", "UNEXPECTED")), "encoder")
     assert not expected_gaps_only("some other warning about pooler.dense.weight | MISSING |", "encoder")
+
+
+# --- a folder that is not a model, a damaged model folder or cache ------------------------
+
+@pytest.fixture
+def not_models(tmp_path):
+    """An empty folder and a folder of random files, each given as a model spec."""
+    empty, junk = tmp_path / "empty", tmp_path / "junk"
+    empty.mkdir()
+    junk.mkdir()
+    (junk / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    (junk / "notes.txt").write_text("not a model")
+    return empty, junk
+
+
+@pytest.mark.parametrize("load", [load_model, load_tokenizer, describe, prepare])
+def test_folder_that_is_not_a_model_says_so(not_models, load):
+    for folder in not_models:
+        with pytest.raises(ValueError) as info:
+            load(str(folder))
+        msg = str(info.value)
+        assert f"{folder} is a directory but not a" in msg and "save_pretrained" in msg, msg
+        assert ("config.json" in msg or "tokenizer.json" in msg) and "sentencepiece or tiktoken" not in msg
+        assert ("(it is empty)" if folder == not_models[0] else "it holds only notes.txt, weights.bin") in msg
+
+
+def test_truncated_weights_in_a_model_folder_name_the_file(tmp_path, wordpiece):
+    model = load_model("scratch:tiny", tokenizer=wordpiece)
+    model.save_pretrained(tmp_path)
+    wordpiece.save_pretrained(tmp_path)
+    assert load_model(str(tmp_path)).config.hidden_size == 128  # intact: loads
+    weights = tmp_path / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:
+        f.truncate(size // 2)  # e.g. a copy cut short by a full disk
+    with pytest.raises(ValueError) as info:
+        load_model(str(tmp_path))
+    msg = str(info.value)
+    assert f"{weights}: truncated: {size // 2:,} bytes, its header describes {size:,}" in msg, msg
+    assert "save_pretrained" in msg
+    assert len(load_tokenizer(str(tmp_path))) == len(wordpiece)  # the tokenizer alone is still usable
+
+
+def test_safetensors_problem_reads_only_the_header(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from polarkit.models.specs import safetensors_problem
+
+    f = tmp_path / "w.safetensors"
+    save_file({"a": np.ones((4, 8), np.float32), "b": np.zeros(3, np.float32)}, str(f))
+    assert safetensors_problem(f) is None
+    raw = f.read_bytes()
+    f.write_bytes(raw[:-1])
+    assert safetensors_problem(f).startswith(f"truncated: {len(raw) - 1:,} bytes")
+    f.write_bytes(raw[:5])
+    assert safetensors_problem(f).startswith("truncated")
+    f.write_bytes(raw + b"\0")
+    assert safetensors_problem(f).startswith("corrupt")
+    f.write_bytes(raw[:8] + b"{not json" + raw[17:])
+    assert safetensors_problem(f) == "corrupt: the header is not a safetensors JSON header"
+
+
+def test_damaged_e5_cache_is_rebuilt_and_says_which_file(tmp_path, monkeypatch, capsys):
+    from polarkit import cli
+    from polarkit.models import e5
+
+    folder = e5.ensure_converted(tmp_path)
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:
+        f.truncate(size - 4096)
+    monkeypatch.setenv("POLARKIT_MODELS", str(tmp_path))
+    assert cli.main(["models", "--prepare", "e5-small-ko"]) == 0
+    out, err = capsys.readouterr()
+    assert f"cache is damaged ({weights}: {size - 4096:,} bytes, {size:,} when converted); rebuilding" in err
+    assert f"prepared e5-small-ko: {folder}" in out
+    assert weights.stat().st_size == size and e5.cache_problem(folder) is None
+    assert [p.name for p in tmp_path.iterdir()] == [e5.NAME]  # the damaged copy is gone
+    (folder / "tokenizer.json").unlink()  # any listed file: missing is damaged too
+    assert e5.cache_problem(folder) == f"{folder / 'tokenizer.json'}: missing"
+
+
+def test_cli_models_prepare_reports_every_bad_spec(not_models, capsys):
+    from polarkit import cli
+
+    empty, junk = not_models
+    assert cli.main(["models", "--prepare", str(empty), "minilm-l6", str(junk)]) == 2
+    out, err = capsys.readouterr()
+    assert f"FAIL {empty}:" in err and f"FAIL {junk}:" in err and "prepared minilm-l6:" in out

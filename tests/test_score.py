@@ -6,10 +6,14 @@ from sklearn import metrics as skm
 
 from polarkit import score
 
-rng = np.random.default_rng(0)
+
+@pytest.fixture
+def rng():
+    """A fresh seeded generator per test: each test's data is the same whatever runs before it."""
+    return np.random.default_rng(0)
 
 
-def test_classification_matches_sklearn():
+def test_classification_matches_sklearn(rng):
     y, p = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
     m = score.classification(y, p, prefix="val_")
     assert m["val_accuracy"] == pytest.approx(skm.accuracy_score(y, p))
@@ -17,12 +21,12 @@ def test_classification_matches_sklearn():
     assert m["val_f1"] == pytest.approx(skm.f1_score(y, p))
 
 
-def test_classification_multiclass_uses_macro_f1():
+def test_classification_multiclass_uses_macro_f1(rng):
     y, p = rng.integers(0, 10, 300), rng.integers(0, 10, 300)
     assert score.classification(y, p)["f1"] == pytest.approx(skm.f1_score(y, p, average="macro"))
 
 
-def test_similarity_matches_scipy():
+def test_similarity_matches_scipy(rng):
     g, p = rng.uniform(0, 5, 100), rng.uniform(0, 5, 100)
     m = score.similarity(g, p, prefix="dev_")
     assert m["dev_pearson"] == pytest.approx(stats.pearsonr(g, p)[0])
@@ -30,7 +34,7 @@ def test_similarity_matches_scipy():
     assert m["dev_f1"] == pytest.approx(skm.f1_score(g >= 3, p >= 3))
 
 
-def test_multilabel_matches_sklearn():
+def test_multilabel_matches_sklearn(rng):
     y, prob = rng.integers(0, 2, (50, 4)), rng.uniform(size=(50, 4))
     m = score.multilabel(y, prob, 0.5)
     assert m["micro_f1"] == pytest.approx(skm.f1_score(y, prob >= 0.5, average="micro"))
@@ -54,7 +58,7 @@ def test_softmax_rows_sum_to_one():
     assert np.allclose(p.sum(1), 1) and p[1, 0] == pytest.approx(1.0)
 
 
-def test_per_class_matches_sklearn_multilabel_and_single_label():
+def test_per_class_matches_sklearn_multilabel_and_single_label(rng):
     y, p = rng.integers(0, 2, (60, 3)), rng.integers(0, 2, (60, 3))
     t = score.per_class(y, p, ["a", "b", "c"])
     assert t["b"]["f1"] == pytest.approx(skm.f1_score(y[:, 1], p[:, 1]))
@@ -64,7 +68,7 @@ def test_per_class_matches_sklearn_multilabel_and_single_label():
     assert t["z"]["recall"] == pytest.approx(skm.recall_score(yi, pi, labels=[2], average="macro"))
 
 
-def test_best_thresholds_beat_or_match_half_on_the_same_data():
+def test_best_thresholds_beat_or_match_half_on_the_same_data(rng):
     y = rng.integers(0, 2, (200, 3))
     prob = np.clip(0.25 + 0.4 * y + rng.normal(0, 0.15, y.shape), 0, 1)  # positives sit near 0.65, negatives near 0.25
     prob[:, 2] = 0.9  # an uninformative constant column: every threshold below 0.9 gives the same F1

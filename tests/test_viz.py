@@ -146,9 +146,13 @@ def test_save_goes_to_the_active_run(tmp_path, monkeypatch):
 
 # ---- attention ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tiny():
-    """A 2-layer, 2-head random BERT and a WordPiece tokenizer trained on a few Korean/English lines."""
+    """A 2-layer, 2-head random BERT and a WordPiece tokenizer trained on a few Korean/English lines.
+
+    Per test (milliseconds to build): tests switch its train/eval mode and attention implementation.
+    Seeded inside fork_rng, so the weights are fixed and the global torch RNG is left alone."""
+    import torch
     from tokenizers.implementations import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizer
 
@@ -157,7 +161,9 @@ def tiny():
     tokenizer = BertTokenizer(vocab=wordpiece.get_vocab(), do_lower_case=False, strip_accents=False)
     config = BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128,
                         vocab_size=len(tokenizer), max_position_embeddings=128)
-    return BertModel(config), tokenizer
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return BertModel(config), tokenizer
 
 
 def params_of(html: str) -> dict:
@@ -199,6 +205,7 @@ def test_attention_matches_model_and_model_is_restored(tiny):
     with torch.no_grad():
         ref = model(**tokenizer(KOREAN, ENGLISH, return_tensors="pt"), output_attentions=True).attentions
     model.set_attn_implementation("sdpa")
+    # run_attention computes with eager attention too (same float32 ops): equal up to a few ulps of 1
     np.testing.assert_allclose(attn, torch.cat(ref).numpy(), atol=1e-6)
 
 
@@ -217,7 +224,10 @@ def test_html_is_compact(tmp_path):
     page = attention.view_html("head", attn, [f"t{i}" for i in range(32)])
     libs = sum((attention.ASSETS / f).stat().st_size for f in attention.SCRIPTS)
     assert len(page.encode()) - libs < 8 * attn.size  # ~6 bytes a weight; bertviz alone writes ~45
-    np.testing.assert_allclose(params_of(page)["attention"][0]["attn"], attn, atol=5e-4)
+    # weights are written rounded to DECIMALS: off by at most half a step (+ float64 slack for exact halves)
+    half_step = 0.5 * 10.0 ** -attention.DECIMALS
+    np.testing.assert_allclose(params_of(page)["attention"][0]["attn"], attn, rtol=0, atol=half_step + 1e-12)
+    assert not np.allclose(params_of(page)["attention"][0]["attn"], attn, rtol=0, atol=half_step / 10)  # rounded
 
 
 def test_nothing_written_without_run_or_out_dir(tiny, monkeypatch):

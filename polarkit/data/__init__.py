@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from polarkit.data._io import data_root, train_val_split
+from polarkit.data._io import data_root, probe, train_val_split
 from polarkit.data.absa import KSC_ASPECTS, NIKL_CATEGORIES, load_ksc, load_nikl
 from polarkit.data.glue import load_cola
 from polarkit.data.jd import (JD_COLUMNS, JD_SECTIONS, load_jd_corpus, load_jd_sample,
@@ -35,8 +35,10 @@ __all__ = [
 
 
 def check(names=None) -> pd.DataFrame:
-    """Which files of `names` (default: all DATASETS) exist under the data root ->
-    DataFrame[dataset, file, present, bytes]; bytes is 0 when absent or when there is no root."""
+    """Which files of `names` (default: all DATASETS) exist under the data root and can be read ->
+    DataFrame[dataset, file, present, bytes, problem]; bytes is 0 when absent or when there is no
+    root; problem is "" for a readable file, else why not ("missing", "empty file (0 bytes)", "not
+    utf-8 text: ...", a parse error of the header and first rows; see `_io.probe`)."""
     names = list(DATASETS) if names is None else [names] if isinstance(names, str) else names
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
@@ -47,5 +49,6 @@ def check(names=None) -> pd.DataFrame:
         for rel in DATASETS[name].files:
             path = None if root is None else root / rel
             present = path is not None and path.is_file()
-            rows.append((name, rel, present, path.stat().st_size if present else 0))
-    return pd.DataFrame(rows, columns=["dataset", "file", "present", "bytes"])
+            problem = (probe(path) or "") if present else "missing" if root else "no data root"
+            rows.append((name, rel, present, path.stat().st_size if present else 0, problem))
+    return pd.DataFrame(rows, columns=["dataset", "file", "present", "bytes", "problem"])

@@ -1,12 +1,19 @@
 """Shared plumbing for the loaders: where the data lives, clear errors, seeded sampling.
 
 Every loader goes through `locate` (missing file -> FileNotFoundError naming the path),
-`read_table` / `require_columns` (missing column -> ValueError naming file and columns)
-and `sample_rows` (seeded `n`), so the error messages are the same everywhere.
+`read_table` / `read_text` / `read_json` (an empty, non-UTF-8 or unparsable file -> ValueError
+naming the file and the cause), `require_columns` (missing column -> ValueError naming file and
+columns) and `sample_rows` (seeded `n`), so the error messages are the same everywhere. `probe`
+is the cheap version of the same checks that `polarkit data` runs over every file.
 """
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
+import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +80,100 @@ def check_rows(df: pd.DataFrame, expected: int | None, source) -> pd.DataFrame:
     return df
 
 
+def decode_problem(path: Path, encoding: str = "utf-8") -> str | None:
+    """Why `path` is not `encoding` text (the first bad byte, its offset and line), or None.
+    Streams the file in 1 MiB blocks: cheap even for the largest data file."""
+    decoder, offset, line = codecs.getincrementaldecoder(encoding)(), 0, 1
+    with open(path, "rb") as f:
+        while True:
+            block, pending = f.read(1 << 20), len(decoder.getstate()[0])
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:  # e.object = the pending bytes of the last block + this one
+                at, line = offset - pending + e.start, line + e.object[:e.start].count(b"\n")
+                return (f"not {encoding} text: byte {e.object[e.start:e.start + 1]!r} at offset {at:,} "
+                        f"(line {line:,}); re-save it as UTF-8")
+            if not block:
+                return None
+            offset, line = offset + len(block), line + block.count(b"\n")
+
+
+def _unreadable(path: Path, encoding: str = "utf-8") -> str:
+    """The cause when a reader failed on `path`: empty file, bad encoding, or '' if neither."""
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes); copy it again from the source (shared/data/MANIFEST.md)"
+    return decode_problem(path, encoding) or ""
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """path.read_text(encoding); ValueError naming the file when it is empty or not `encoding` text."""
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: {_unreadable(path, encoding)}") from None
+    if not text.strip():
+        raise ValueError(f"{path}: {_unreadable(path, encoding) or 'blank file (whitespace only)'}")
+    return text
+
+
+def read_json(path: Path, encoding: str = "utf-8", lines: bool = False):
+    """One JSON document (or, with `lines`, a list of one per non-blank line); errors name file and line."""
+    text = read_text(path, encoding)
+    docs = [(i, t) for i, t in enumerate(text.split("\n"), 1) if t.strip()] if lines else [(1, text)]
+    out = []
+    for line, doc in docs:
+        try:
+            out.append(json.loads(doc))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON at line {line + e.lineno - 1}, column {e.colno}: "
+                             f"{e.msg}") from None
+    return out if lines else out[0]
+
+
 def read_table(path: Path, required_columns=(), expected_rows: int | None = None,
                **read_kw) -> pd.DataFrame:
-    """pd.read_csv(path, **read_kw) plus the column and row-count checks."""
-    df = pd.read_csv(path, **read_kw)
+    """pd.read_csv(path, **read_kw) plus the column and row-count checks; an empty, non-UTF-8 or
+    unparsable file is a ValueError naming the file and the cause (never pandas' bare error)."""
+    encoding = read_kw.get("encoding") or "utf-8"
+    if path.stat().st_size == 0:  # with names= given, pandas would return an empty frame instead
+        raise ValueError(f"{path}: {_unreadable(path, encoding)}")
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except (UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: {_unreadable(path, encoding) or e}") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{path}: cannot be parsed as a table: {e}") from None
     require_columns(df, required_columns, path)
     return check_rows(df, expected_rows, path)
+
+
+def probe(path: Path) -> str | None:
+    """Why the data file `path` cannot be read, or None: empty, not UTF-8, a broken gzip or npz,
+    or (CSV/TSV) a header and first rows pandas cannot parse. Cheap: never builds the full table."""
+    try:
+        if path.stat().st_size == 0:
+            return _unreadable(path)
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                while f.read(1 << 20):  # a truncated stream fails at its end
+                    pass
+        elif path.suffix == ".npz":
+            with np.load(path) as z:
+                z.files  # the zip directory sits at the end: a truncated file fails here
+        elif (bad := decode_problem(path, "utf-8")) is not None:
+            return bad
+        elif path.suffix in (".csv", ".tsv", ".txt"):
+            tab = path.suffix != ".csv"  # tab-separated files are read with QUOTE_NONE by their loaders
+            pd.read_csv(path, nrows=5, sep="\t" if tab else ",", encoding="utf-8-sig",
+                        quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+        elif path.suffix == ".jsonl":
+            with open(path, encoding="utf-8") as f:
+                json.loads(next(line for line in f if line.strip()))
+    except StopIteration:
+        return "no JSON line in the file"
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # pandas' and json's errors are ValueErrors
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def check_split(split: str, allowed: tuple[str, ...]) -> None:

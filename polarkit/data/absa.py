@@ -4,11 +4,10 @@ Both are internal research data without a redistribution licence and without a h
 """
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
-from polarkit.data._io import check_rows, check_split, locate, require_columns, sample_rows
+from polarkit.data._io import (check_rows, check_split, locate, read_json, read_text, require_columns,
+                               sample_rows)
 
 # The organiser's list of 25 valid entity#attribute pairs (teddysum/korean_ABSA_baseline
 # README, 2022-10-05), whose '패키지/ 구성품#가격' typo is written as the data spells it.
@@ -50,8 +49,7 @@ def load_nikl(split: str = "train", n: int | None = None, seed: int = 0) -> pd.D
     check_split(split, tuple(_NIKL_FILES))
     rel, rows = _NIKL_FILES[split]
     path = locate("nikl_absa", rel)
-    with open(path, encoding="utf-8") as f:
-        df = pd.DataFrame([json.loads(line) for line in f if line.strip()])
+    df = pd.DataFrame(read_json(path, lines=True))
     require_columns(df, ["id", "sentence_form", "annotation"], path)
     df = df.assign(annotations=[_pairs(a, path) for a in df["annotation"]])
     df = df.rename(columns={"sentence_form": "text"})[["id", "text", "annotations"]]
@@ -60,7 +58,7 @@ def load_nikl(split: str = "train", n: int | None = None, seed: int = 0) -> pd.D
 
 def _parse_seg(path) -> pd.DataFrame:
     """ABSA-PyTorch .seg: 3 lines per instance (text with $T$, aspect, polarity -1/0/1)."""
-    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    lines = read_text(path).rstrip("\n").split("\n")
     if len(lines) % 3:
         raise ValueError(f"{path}: {len(lines)} lines is not a multiple of 3")
     templates, aspects, polarities = lines[0::3], lines[1::3], lines[2::3]

@@ -10,7 +10,7 @@ import json
 
 import pandas as pd
 
-from polarkit.data._io import locate, read_table, sample_rows
+from polarkit.data._io import locate, read_table, read_text, sample_rows
 from polarkit.data.registry import JUMPIT_FILES
 
 # section order of the original prediction tensor [41, 5 x 768] (MANIFEST §6a)
@@ -115,7 +115,7 @@ def load_skill_aliases(source: str = "tech_stack") -> dict[str, list[str]]:
     if source not in ("tech_stack", "skill"):
         raise ValueError(f"source must be 'tech_stack' or 'skill', got {source!r}")
     path = locate("keywords", f"{_KDT}keywords/{source}.json")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "utf-8-sig")
     # skill.json is one JSON object followed by a pasted Python list: parse the object only
     obj, _ = json.JSONDecoder().raw_decode(text.lstrip())
     return {k: [v] if isinstance(v, str) else list(v) for k, v in obj.items()}

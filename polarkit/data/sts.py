@@ -7,11 +7,10 @@ KorSTS has no official binary label; the same rule is applied so F1@3.0 is compa
 from __future__ import annotations
 
 import csv
-import json
 
 import pandas as pd
 
-from polarkit.data._io import (check_rows, check_split, data_root, hub_frame, locate,
+from polarkit.data._io import (check_rows, check_split, data_root, hub_frame, locate, read_json,
                                read_table, require_columns, sample_rows)
 
 _KLUE_FILES = {"train": "klue_sts/klue_sts_train.csv", "dev": "klue_sts/klue-sts-v1.1_dev.json"}
@@ -26,9 +25,7 @@ def add_binary(df: pd.DataFrame) -> pd.DataFrame:
 
 def _klue_dev_local() -> pd.DataFrame:
     path = locate("klue_sts", _KLUE_FILES["dev"])
-    with open(path, encoding="utf-8") as f:
-        records = json.load(f)
-    df = pd.json_normalize(records)  # labels.{label, real-label, binary-label}
+    df = pd.json_normalize(read_json(path))  # labels.{label, real-label, binary-label}
     require_columns(df, ["source", "sentence1", "sentence2", "labels.real-label",
                          "labels.binary-label"], path)
     df = add_binary(df.rename(columns={"labels.real-label": "score"}))

