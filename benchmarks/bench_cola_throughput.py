@@ -27,7 +27,8 @@ import pandas as pd  # noqa: E402
 import transformers  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
-from polarkit import data, models, text, train  # noqa: E402
+from polarkit import data, models, train  # noqa: E402
+from polarkit.tasks import classifier
 
 
 class StepClock(TrainerCallback):
@@ -73,11 +74,11 @@ def main(argv=None) -> pd.DataFrame:
     env = train.setup(0)
     tok = models.load_tokenizer("minilm-l6")
     df = data.load_cola("train", n=a.n, seed=0)
-    base = text.EncoderClassifier(models.load_model("minilm-l6"), 2, pooling="mean")
+    base = classifier.EncoderClassifier(models.load_model("minilm-l6"), 2, pooling="mean")
     init = copy.deepcopy(base.state_dict())
     dyn_steps = a.n // a.batch_size  # one epoch over the sample
     padded = {L: _fixed(df, tok, L) for L in (256, 128)}
-    dynamic, _ = text.tokenize(df, tok, max_length=128)
+    dynamic, _ = classifier.tokenize(df, tok, max_length=128)
     collate = transformers.DataCollatorWithPadding(tok)
     runs = {"(a) pad to 256 (seed)": lambda m, o: plain_trainer(m, padded[256], None, a.fixed_steps, a.batch_size, o),
             "(b) pad to 128 (run_glue)": lambda m, o: plain_trainer(m, padded[128], None, 2 * a.fixed_steps, a.batch_size, o),

@@ -1,4 +1,4 @@
-"""polarkit.text: tokenisation, the encoder + linear head, save/load, Predictor, Trainer metrics."""
+"""polarkit.tasks.classifier: tokenisation, the encoder + linear head, save/load, Predictor, Trainer metrics."""
 import os
 
 import numpy as np
@@ -8,7 +8,8 @@ import torch
 from scipy import stats
 from sklearn import metrics as skm
 
-from polarkit import models, text, train
+from polarkit import models, train
+from polarkit.tasks import classifier
 
 
 @pytest.fixture(scope="module")
@@ -31,50 +32,50 @@ DF = pd.DataFrame({"text": ["The cat sat on the mat.", "Cat the on sat.", "Dogs 
 
 
 def test_tokenize_counts_truncation_and_types(tok):
-    ds, n_cut = text.tokenize(DF, tok, max_length=12)
+    ds, n_cut = classifier.tokenize(DF, tok, max_length=12)
     full = [len(tok(t)["input_ids"]) for t in DF["text"]]
     assert n_cut == sum(n > 12 for n in full) == 1
     assert ds["length"] == [min(n, 12) for n in full]
     assert ds["labels"] == [1, 0, 1, 0] and {"input_ids", "attention_mask"} <= set(ds.column_names)
-    pair, _ = text.tokenize(DF, tok, pair_col="other", label_col="y", label_dtype="float")
+    pair, _ = classifier.tokenize(DF, tok, pair_col="other", label_col="y", label_dtype="float")
     assert pair["length"][0] == len(tok(DF.text[0], "x")["input_ids"])
     assert pair["labels"] == pytest.approx(DF.y.tolist())
 
 
 def test_prefix_goes_before_the_text_in_training_and_prediction(tok, encoder_factory, tmp_path):
-    ds, _ = text.tokenize(DF, tok, pair_col="other", prefix="query: ")
+    ds, _ = classifier.tokenize(DF, tok, pair_col="other", prefix="query: ")
     assert ds["input_ids"][0] == tok("query: " + DF.text[0], "x")["input_ids"]  # not before the pair
-    model = text.EncoderClassifier(encoder_factory(2), 2)
-    plain = text.Predictor(model, tok, ["no", "yes"], max_length=32)
-    prefixed = text.Predictor(model, tok, ["no", "yes"], max_length=32, prefix="query: ")
+    model = classifier.EncoderClassifier(encoder_factory(2), 2)
+    plain = classifier.Predictor(model, tok, ["no", "yes"], max_length=32)
+    prefixed = classifier.Predictor(model, tok, ["no", "yes"], max_length=32, prefix="query: ")
     np.testing.assert_allclose(prefixed.logits(DF.text), plain.logits("query: " + DF.text), atol=1e-5)
     assert not np.allclose(prefixed.logits(DF.text), plain.logits(DF.text), atol=1e-3)
-    text.save_classifier(model, tok, tmp_path / "m", ["no", "yes"], max_length=32, prefix="query: ")
-    assert text.Predictor.load(tmp_path / "m").prefix == "query: "
+    classifier.save_classifier(model, tok, tmp_path / "m", ["no", "yes"], max_length=32, prefix="query: ")
+    assert classifier.Predictor.load(tmp_path / "m").prefix == "query: "
 
 
 def test_tokenize_multi_labels_and_no_labels(tok):
     df = DF.assign(a=[1, 0, 0, 1], b=[0, 0, 1, 1])
-    ds, _ = text.tokenize(df, tok, label_col=["a", "b"], label_dtype="multi")
+    ds, _ = classifier.tokenize(df, tok, label_col=["a", "b"], label_dtype="multi")
     assert ds["labels"] == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
-    assert "labels" not in text.tokenize(DF, tok, label_col=None)[0].column_names
+    assert "labels" not in classifier.tokenize(DF, tok, label_col=None)[0].column_names
 
 
 def test_tokenize_clear_errors(tok):
     with pytest.raises(ValueError, match=r"missing column\(s\) \['sentence'\]"):
-        text.tokenize(DF, tok, text_col="sentence")
+        classifier.tokenize(DF, tok, text_col="sentence")
     with pytest.raises(ValueError, match="empty"):
-        text.tokenize(DF.iloc[:0], tok)
+        classifier.tokenize(DF.iloc[:0], tok)
     with pytest.raises(ValueError, match="label_dtype"):
-        text.tokenize(DF, tok, label_dtype="str")
+        classifier.tokenize(DF, tok, label_dtype="str")
 
 
 def test_pooling_against_manual():
     h = torch.randn(2, 4, 3)
     m = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
-    got = text.pool(h, m, "mean")
+    got = classifier.pool(h, m, "mean")
     assert torch.allclose(got[0], h[0, :2].mean(0)) and torch.allclose(got[1], h[1].mean(0))
-    assert torch.equal(text.pool(h, m, "cls"), h[:, 0])
+    assert torch.equal(classifier.pool(h, m, "cls"), h[:, 0])
 
 
 @pytest.mark.parametrize("problem,labels,ref", [
@@ -84,7 +85,7 @@ def test_pooling_against_manual():
      lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
 ])
 def test_loss_matches_torch_reference(tok, encoder_factory, problem, labels, ref):
-    model = text.EncoderClassifier(encoder_factory(), 3 if problem.startswith("multi") else 2,
+    model = classifier.EncoderClassifier(encoder_factory(), 3 if problem.startswith("multi") else 2,
                                    pooling="mean", problem_type=problem).eval()
     enc = tok(["a b c", "d e"], padding=True, return_tensors="pt")
     out = model(enc["input_ids"], enc["attention_mask"], labels=labels)
@@ -94,31 +95,31 @@ def test_loss_matches_torch_reference(tok, encoder_factory, problem, labels, ref
 
 def test_bad_model_arguments(encoder_factory):
     with pytest.raises(ValueError, match="pooling"):
-        text.EncoderClassifier(encoder_factory(), pooling="max")
+        classifier.EncoderClassifier(encoder_factory(), pooling="max")
     with pytest.raises(ValueError, match="problem_type"):
-        text.EncoderClassifier(encoder_factory(), problem_type="ranking")
+        classifier.EncoderClassifier(encoder_factory(), problem_type="ranking")
 
 
 def test_fit_overfits_one_batch_and_save_load_roundtrip(tok, encoder_factory, tmp_path):
     train.setup(0)
-    ds, _ = text.tokenize(DF, tok)
-    model = text.EncoderClassifier(encoder_factory(), 2, dropout=0.0)
-    repeated = text.tokenize(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
+    ds, _ = classifier.tokenize(DF, tok)
+    model = classifier.EncoderClassifier(encoder_factory(), 2, dropout=0.0)
+    repeated = classifier.tokenize(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
     trainer, hist = train.fit(model, repeated, ds, out_dir=tmp_path / "ckpt", epochs=8, lr=1e-3, batch_size=4,
-                              tokenizer=tok, compute_metrics=text.compute_metrics_for("classification"),
+                              tokenizer=tok, compute_metrics=classifier.compute_metrics_for("classification"),
                               warmup_ratio=0.0, disable_tqdm=True)
     assert hist["eval_loss"].iloc[-1] < 0.1 < hist["eval_loss"].iloc[0]
     logits, labels = train.predict(trainer, ds)  # rows come back in dataset order
     assert labels.tolist() == DF.label.tolist() and (logits.argmax(1) == labels).all()
-    text.save_classifier(model, tok, tmp_path / "m", ["bad", "good"], max_length=128)
-    pred = text.Predictor.load(tmp_path / "m")
+    classifier.save_classifier(model, tok, tmp_path / "m", ["bad", "good"], max_length=128)
+    pred = classifier.Predictor.load(tmp_path / "m")
     assert pred.max_length == 128 and pred.labels == ["bad", "good"]
     np.testing.assert_allclose(pred.logits(DF.text), logits, atol=1e-4)
 
 
 def test_predictor_keeps_input_order_and_reports_probabilities(tok, encoder_factory):
-    model = text.EncoderClassifier(encoder_factory(1), 2)
-    p = text.Predictor(model, tok, ["no", "yes"], max_length=16)
+    model = classifier.EncoderClassifier(encoder_factory(1), 2)
+    p = classifier.Predictor(model, tok, ["no", "yes"], max_length=16)
     texts = DF.text.tolist() * 3
     batched = p.logits(texts, batch_size=2)
     one_by_one = np.concatenate([p.logits([t]) for t in texts])
@@ -136,30 +137,30 @@ def test_compute_metrics_against_sklearn_and_scipy():
             self.predictions, self.label_ids = p, y
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(50, 2)), rng.integers(0, 2, 50)
-    got = text.compute_metrics_for("classification")(EP(logits, y))
+    got = classifier.compute_metrics_for("classification")(EP(logits, y))
     assert got["mcc"] == pytest.approx(skm.matthews_corrcoef(y, logits.argmax(1)))
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, logits.argmax(1)))
     logits3, y3 = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
-    got3 = text.compute_metrics_for("classification", average="macro")(EP(logits3, y3))
+    got3 = classifier.compute_metrics_for("classification", average="macro")(EP(logits3, y3))
     assert got3["f1"] == pytest.approx(skm.f1_score(y3, logits3.argmax(1), average="macro"))
     gold, pred = rng.uniform(0, 1, 40), rng.uniform(0, 1, (40, 1))
-    got = text.compute_metrics_for("regression")(EP(pred, gold))
+    got = classifier.compute_metrics_for("regression")(EP(pred, gold))
     assert got["pearson"] == pytest.approx(stats.pearsonr(gold, pred[:, 0])[0])
     assert got["f1"] == pytest.approx(skm.f1_score(gold * 5 >= 3, pred[:, 0] * 5 >= 3))
-    multi = text.compute_metrics_for("multilabel")(EP(rng.normal(size=(30, 3)), rng.integers(0, 2, (30, 3))))
-    for kind, out in (("classification", text.compute_metrics_for("classification")(EP(logits, y))),
+    multi = classifier.compute_metrics_for("multilabel")(EP(rng.normal(size=(30, 3)), rng.integers(0, 2, (30, 3))))
+    for kind, out in (("classification", classifier.compute_metrics_for("classification")(EP(logits, y))),
                       ("regression", got), ("multilabel", multi)):
-        assert set(text.compute_metrics_for(kind).names) == set(out), kind  # the names train.fit checks against
+        assert set(classifier.compute_metrics_for(kind).names) == set(out), kind  # the names train.fit checks against
     with pytest.raises(ValueError, match="kind"):
-        text.compute_metrics_for("ranking")
+        classifier.compute_metrics_for("ranking")
 
 
 def test_fit_refuses_a_metric_the_eval_does_not_compute(tok, encoder_factory, tmp_path):
-    ds, _ = text.tokenize(DF, tok)
-    model = text.EncoderClassifier(encoder_factory(), 2)
+    ds, _ = classifier.tokenize(DF, tok)
+    model = classifier.EncoderClassifier(encoder_factory(), 2)
     with pytest.raises(ValueError, match="'auc' is not computed.*'mcc'"):
         train.fit(model, ds, ds, out_dir=tmp_path, metric="auc", tokenizer=tok,
-                  compute_metrics=text.compute_metrics_for("classification"))
+                  compute_metrics=classifier.compute_metrics_for("classification"))
     assert not any(tmp_path.iterdir())  # refused before any training step or checkpoint
 
 
@@ -176,9 +177,9 @@ def test_setup_threads_follow_argument_then_omp_num_threads(monkeypatch):
 
 
 def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
-    model = text.EncoderClassifier(encoder_factory(), 2)
+    model = classifier.EncoderClassifier(encoder_factory(), 2)
     n_layers = len(model.encoder.encoder.layer)
-    frozen = text.freeze_layers(model, 1)
+    frozen = classifier.freeze_layers(model, 1)
     grads = {n for n, p in model.named_parameters() if p.requires_grad}
     assert frozen == sum(p.numel() for n, p in model.named_parameters() if n not in grads)
     assert not any(n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")) for n in grads)
@@ -187,12 +188,12 @@ def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
     model(enc["input_ids"], enc["attention_mask"], labels=torch.tensor([1]))["loss"].backward()
     assert all(p.grad is None for n, p in model.named_parameters() if n not in grads)
     with pytest.raises(ValueError, match="outside 0..2"):
-        text.freeze_layers(model, n_layers + 1)
+        classifier.freeze_layers(model, n_layers + 1)
 
 
 def test_head_lr_gives_the_head_its_own_scheduled_learning_rate(tok, encoder_factory, tmp_path):
-    ds, _ = text.tokenize(DF, tok)
-    model = text.EncoderClassifier(encoder_factory(), 2)
+    ds, _ = classifier.tokenize(DF, tok)
+    model = classifier.EncoderClassifier(encoder_factory(), 2)
     trainer, _ = train.fit(model, ds, None, out_dir=tmp_path, max_steps=3, lr=1e-4, head_lr=1e-2, batch_size=2,
                            tokenizer=tok, warmup_ratio=0.0, disable_tqdm=True)
     head = {id(p) for p in model.head.parameters()}

@@ -135,20 +135,22 @@ def test_metrics_json_is_strict_json_with_null_for_non_finite(tmp_path):
 
 def test_a_diverged_training_stops_with_a_clear_error(tmp_path):
     """lr=1e12 used to give eval loss NaN, train loss logged as 0.0, and a `succeeded` run."""
-    from polarkit import train, vision
+    from polarkit import train
+    from polarkit.tasks import mnist
     rng = np.random.default_rng(0)
-    ds = vision.MnistDataset(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), rng.integers(0, 10, 32))
+    ds = mnist.MnistDataset(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), rng.integers(0, 10, 32))
     torch.manual_seed(0)
     with pytest.raises(train.TrainingDiverged, match="diverged at step"):
-        train.fit(vision.SmallCNN(), ds, ds, lr=1e12, epochs=3, batch_size=8, group_by_length=False,
+        train.fit(mnist.SmallCNN(), ds, ds, lr=1e12, epochs=3, batch_size=8, group_by_length=False,
                   disable_tqdm=True, logging_steps=1)
 
 
 def test_non_finite_weights_stop_training_at_the_first_step(tmp_path):
-    from polarkit import train, vision
+    from polarkit import train
+    from polarkit.tasks import mnist
     rng = np.random.default_rng(0)
-    ds = vision.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
-    model = vision.SmallCNN()
+    ds = mnist.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
+    model = mnist.SmallCNN()
     with torch.no_grad():
         next(model.parameters()).fill_(math.nan)  # a corrupted model cache
     with pytest.raises(train.TrainingDiverged):
@@ -158,12 +160,13 @@ def test_non_finite_weights_stop_training_at_the_first_step(tmp_path):
 
 def test_fit_removes_its_temporary_checkpoints_even_when_training_raises(tmp_path, monkeypatch):
     import tempfile
-    from polarkit import train, vision
+    from polarkit import train
+    from polarkit.tasks import mnist
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     rng = np.random.default_rng(0)
-    ds = vision.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
+    ds = mnist.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
     with pytest.raises(train.TrainingDiverged):
-        train.fit(vision.SmallCNN(), ds, ds, lr=1e12, epochs=4, batch_size=8, group_by_length=False,
+        train.fit(mnist.SmallCNN(), ds, ds, lr=1e12, epochs=4, batch_size=8, group_by_length=False,
                   disable_tqdm=True, logging_steps=1)
     assert not list(tmp_path.glob("polarkit-checkpoints-*"))
 

@@ -1,11 +1,12 @@
-"""polarkit.mlm: JD text prep, windows, whole-word masking, sparse MLM loss, stages, saving."""
+"""polarkit.tasks.mlm: JD text prep, windows, whole-word masking, sparse MLM loss, stages, saving."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import AutoModel, DataCollatorForLanguageModeling
 
-from polarkit import mlm, models
+from polarkit import models
+from polarkit.tasks import mlm
 
 TEXTS = ["Python 백엔드 개발 경험이 있으신 분", "AWS 클라우드 환경에서 서비스 운영 경험",
          "Java Spring Boot 기반 API 설계 및 개발", "데이터 파이프라인 구축 경험 우대"] * 4

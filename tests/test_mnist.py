@@ -1,9 +1,9 @@
-"""polarkit.vision: dataset normalisation, model shapes and sizes, and that the CNN can learn."""
+"""polarkit.tasks.mnist: dataset normalisation, model shapes and sizes, and that the CNN can learn."""
 import numpy as np
 import pytest
 import torch
 
-from polarkit import vision
+from polarkit.tasks import mnist
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,23 +29,23 @@ def digits():
 
 
 def batch(images, labels):
-    ds = vision.MnistDataset(images, labels)
+    ds = mnist.MnistDataset(images, labels)
     return torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
 
 
 def test_dataset_items_and_normalisation(digits):
-    ds = vision.MnistDataset(*digits)
+    ds = mnist.MnistDataset(*digits)
     item = ds[0]
     assert item["pixel_values"].shape == (1, 28, 28) and item["pixel_values"].dtype == torch.float32
     assert int(item["labels"]) == int(digits[1][0])
     x = ds.pixels
     assert abs(x.mean().item()) < 0.15 and abs(x.std().item() - 1) < 0.15  # MNIST mean/std -> ~0, ~1
-    assert x.min().item() == pytest.approx(-vision.MEAN / vision.STD, abs=1e-5)  # black pixel
+    assert x.min().item() == pytest.approx(-mnist.MEAN / mnist.STD, abs=1e-5)  # black pixel
 
 
 def test_random_shifts_move_the_digit_and_keep_its_ink(digits):
     torch.manual_seed(0)
-    plain, shifted = vision.MnistDataset(*digits), vision.MnistDataset(*digits, shift=2)
+    plain, shifted = mnist.MnistDataset(*digits), mnist.MnistDataset(*digits, shift=2)
     img = plain[0]["pixel_values"]
     views = [shifted[0]["pixel_values"] for _ in range(8)]
     assert torch.equal(shifted.pixels[0], img)  # the unshifted view is the plain image
@@ -56,39 +56,39 @@ def test_random_shifts_move_the_digit_and_keep_its_ink(digits):
 
 
 def test_cnn_shapes_and_size(digits):
-    model = vision.SmallCNN()
+    model = mnist.SmallCNN()
     out = model(**batch(*digits))
     assert out["logits"].shape == (64, 10) and out["loss"].ndim == 0
     assert "loss" not in model(torch.zeros(2, 1, 28, 28))
-    assert 200_000 < vision.n_params(model) < 250_000  # "~225k" like the CNN in CPU_NOTES
-    assert vision.param_table(model)["params"].iloc[-1] == vision.n_params(model)
+    assert 200_000 < mnist.n_params(model) < 250_000  # "~225k" like the CNN in CPU_NOTES
+    assert mnist.param_table(model)["params"].iloc[-1] == mnist.n_params(model)
 
 
 @pytest.mark.parametrize("patch_size, tokens", [(7, 16), (4, 49)])
 def test_vit_shapes_and_size(digits, patch_size, tokens):
-    model = vision.vit(patch_size=patch_size, depth=2, width=32, heads=2, mlp_ratio=2.0)
+    model = mnist.vit(patch_size=patch_size, depth=2, width=32, heads=2, mlp_ratio=2.0)
     out = model(**batch(*digits))
     assert out.logits.shape == (64, 10) and out.loss.ndim == 0
     assert model.config.num_channels == 1 and model.config.image_size == 28
     assert model.vit.embeddings.position_embeddings.shape == (1, tokens + 1, 32)  # + [CLS]
-    assert vision.position_similarity(model).shape == (tokens, 28 // patch_size, 28 // patch_size)
+    assert mnist.position_similarity(model).shape == (tokens, 28 // patch_size, 28 // patch_size)
     # per layer: 4 w^2 + 4 w (attention) + 2 * 2 w^2 + 3 w (MLP, ratio 2) + 4 w (two LayerNorms)
     w = 32
     per_layer = 8 * w * w + 11 * w
     embed = patch_size ** 2 * w + w + w + (tokens + 1) * w  # patch projection + bias, [CLS], positions
-    assert vision.n_params(model) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
+    assert mnist.n_params(model) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
 
 
 def test_vit_rejects_bad_shapes():
     with pytest.raises(ValueError, match="patch_size"):
-        vision.vit(patch_size=5)
+        mnist.vit(patch_size=5)
     with pytest.raises(ValueError, match="heads"):
-        vision.vit(width=30, heads=4)
+        mnist.vit(width=30, heads=4)
 
 
 def test_cnn_overfits_one_batch(digits):
     torch.manual_seed(0)
-    model = vision.SmallCNN(dropout=0.0)
+    model = mnist.SmallCNN(dropout=0.0)
     b = batch(digits[0][:32], digits[1][:32])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -105,11 +105,11 @@ def test_compute_metrics_and_predictions_frame():
     from transformers import EvalPrediction
     logits = np.eye(10)[[1, 2, 3, 3]] * 5
     labels = np.array([1, 2, 3, 4])
-    m = vision.compute_metrics(EvalPrediction(predictions=(logits,), label_ids=labels))
+    m = mnist.compute_metrics(EvalPrediction(predictions=(logits,), label_ids=labels))
     assert m["accuracy"] == pytest.approx(0.75)
-    df = vision.predictions_frame(logits, labels)
+    df = mnist.predictions_frame(logits, labels)
     assert df["correct"].tolist() == [True, True, True, False] and (df["confidence"] > 0.9).all()
-    imgs, titles = vision.mistakes(np.zeros((4, 28, 28)), df)
+    imgs, titles = mnist.mistakes(np.zeros((4, 28, 28)), df)
     assert imgs.shape == (1, 28, 28) and titles == ["pred 3 / true 4"]
 
 
@@ -122,8 +122,8 @@ def test_fit_restores_the_best_vit_checkpoint(digits, tmp_path):
         calls.append(1)
         return {"score": -len(calls)}
 
-    model = vision.vit(patch_size=7, depth=1, width=32, heads=2)
-    ds = vision.MnistDataset(*digits)  # 64 images, batch 32: evaluations (and checkpoints) at steps 2 and 4
+    model = mnist.vit(patch_size=7, depth=1, width=32, heads=2)
+    ds = mnist.MnistDataset(*digits)  # 64 images, batch 32: evaluations (and checkpoints) at steps 2 and 4
     trainer, _ = train.fit(model, ds, ds, out_dir=tmp_path, epochs=2, lr=1e-2, batch_size=32, metric="score",
                            compute_metrics=falling, group_by_length=False, disable_tqdm=True)
     assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")

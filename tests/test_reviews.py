@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from polarkit import reviews as R
+from polarkit.tasks import reviews as R
 from polarkit.data import data_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,13 +197,13 @@ def test_encode_counts_truncation_and_build_gives_one_output_per_class(tok):
     enc, cut = R.encode(st, tok, max_length=6, splits=("train",))
     assert cut.truncated.iloc[0] == sum(len(tok(t, k)["input_ids"]) > 6 for t, k in zip(st.train.text, st.train.keyword))
     clf = R.build("scratch:tiny", st, tok)
-    from polarkit import text
-    p = text.Predictor(clf, tok, st.labels, 16).scores(["좋은 영화"], ["맛"])
+    from polarkit.tasks import classifier
+    p = classifier.Predictor(clf, tok, st.labels, 16).scores(["좋은 영화"], ["맛"])
     assert p.shape == (1, 3) and p.sum() == pytest.approx(1, abs=1e-5)
 
 
 def test_best_metric_names_each_stages_f1_and_refuses_others():
-    from polarkit.reviews import training
+    from polarkit.tasks.reviews import training
     multi, single = _stage("multi", ("a", "b"), y=[np.array([1, 0])] * 4), _stage()
     assert [training.stage_metric(s, m) for s in (multi, single) for m in ("loss", "f1")] == ["loss", "micro_f1", "loss", "f1"]
     with pytest.raises(ValueError, match="best_metric must be one of"):
@@ -242,12 +242,12 @@ def test_balanced_class_weights_match_sklearn_and_weight_the_loss(tok):
     import torch
     from sklearn.utils.class_weight import compute_class_weight
 
-    from polarkit import text
+    from polarkit.tasks import classifier
     y = np.array([0, 0, 0, 0, 0, 1, 2, 2])
-    np.testing.assert_allclose(text.balanced_weights(y, 3), compute_class_weight("balanced", classes=np.arange(3), y=y))
+    np.testing.assert_allclose(classifier.balanced_weights(y, 3), compute_class_weight("balanced", classes=np.arange(3), y=y))
     st = _stage("pair", R.POLARITIES, y=[0, 0, 0, 1], keyword=["맛", "양", "맛", "가격"])
     clf = R.build("scratch:tiny", st, tok, class_weight="balanced")
-    w = text.balanced_weights([0, 0, 0, 1], 3)  # the absent class counts once
+    w = classifier.balanced_weights([0, 0, 0, 1], 3)  # the absent class counts once
     np.testing.assert_allclose(clf.class_weight.numpy(), w)
     p = np.exp(clf.head.bias.detach().numpy())  # the head starts at the weighted loss's best constant
     np.testing.assert_allclose(p / p.sum(), [0.5, 0.5, 0.0], atol=2e-3)

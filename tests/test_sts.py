@@ -1,4 +1,4 @@
-"""polarkit.sts: the seed's preprocessing, EDA, bi-/cross-encoder pieces, predictor, report tables."""
+"""polarkit.tasks.sts: the seed's preprocessing, EDA, bi-/cross-encoder pieces, predictor, report tables."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +6,8 @@ import torch
 from scipy import stats
 from sklearn import metrics as skm
 
-from polarkit import data, embed, models, sts, text
+from polarkit import data, embed, models
+from polarkit.tasks import classifier, sts
 
 PAIRS = pd.DataFrame({"sentence1": ["숙소 위치는 찾기 쉽습니다.", "호스트가 친절했어요!", "정책 브리핑 내용입니다", "같은 문장"],
                       "sentence2": ["위치를 쉽게 찾을 수 있어요.", "날씨가 좋네요.", "정책 설명 자료입니다", "같은 문장"],
@@ -92,7 +93,7 @@ def test_cross_encoder_regression_and_similarity_roundtrip(tok, encoder, tmp_pat
     net = sts.build("cross", encoder, "mean").eval()
     assert net.problem_type == "regression" and net.num_labels == 1
     sim = sts.Similarity(net, tok, "cross", max_length=32, do_clean=True)
-    raw = text.Predictor(net, tok, [], 32).logits(PAIRS.sentence1.map(sts.clean), PAIRS.sentence2.map(sts.clean))
+    raw = classifier.Predictor(net, tok, [], 32).logits(PAIRS.sentence1.map(sts.clean), PAIRS.sentence2.map(sts.clean))
     np.testing.assert_allclose(sim.scores(PAIRS.sentence1, PAIRS.sentence2), np.clip(raw[:, 0] * 5, 0, 5), atol=1e-5)
     again = sts.Similarity.load(sim.save(tmp_path / "cross"))
     assert again.kind == "cross" and again.do_clean

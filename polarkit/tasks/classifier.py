@@ -176,7 +176,7 @@ def load_classifier(directory):
 
     d = Path(directory)
     if not (d / "classifier.json").is_file():
-        raise FileNotFoundError(f"{d}: no classifier.json (not written by polarkit.text.save_classifier)")
+        raise FileNotFoundError(f"{d}: no classifier.json (not written by polarkit.tasks.classifier.save_classifier)")
     meta = json.loads((d / "classifier.json").read_text(encoding="utf-8"))
     encoder = AutoModel.from_config(AutoConfig.from_pretrained(d))
     model = EncoderClassifier(encoder, meta["num_labels"], meta["pooling"], meta["problem_type"], meta["dropout"])

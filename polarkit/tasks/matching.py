@@ -1,11 +1,11 @@
 """Job-description (JD) matching: TestSheet scoring, mock JD from Q&A answers, JD and lecture recommendation.
 
-    items = jd.testsheet_texts(sample, sheet)                    # the (JD, section) texts the sheet needs
+    items = matching.testsheet_texts(sample, sheet)                    # the (JD, section) texts the sheet needs
     emb = embed.encode(model, tok, items["text"], prefix="query: ")
-    sims = jd.testsheet_sims(items, emb, sheet)                  # [38] cosine per pair
-    jd.testsheet_scores(sheet, sims, prefix="test_")             # auc, best_accuracy, seed_gap
-    sections = jd.mock_jd({"job": ["백엔드"], "stack": ["Python"]})
-    jd.recommend_lectures(jd_row, lectures, keywords, k=5)       # the seed's keyword-overlap logic
+    sims = matching.testsheet_sims(items, emb, sheet)                  # [38] cosine per pair
+    matching.testsheet_scores(sheet, sims, prefix="test_")             # auc, best_accuracy, seed_gap
+    sections = matching.mock_jd({"job": ["백엔드"], "stack": ["Python"]})
+    matching.recommend_lectures(jd_row, lectures, keywords, k=5)       # the seed's keyword-overlap logic
 
 MANIFEST §6a-§6c describe the seed team's TestSheet, Q&A -> mock-JD mapping and lecture logic.
 """

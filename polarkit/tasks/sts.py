@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from polarkit import data, embed, score
-from polarkit.text import EncoderClassifier, load_classifier, save_classifier
+from polarkit.tasks.classifier import EncoderClassifier, load_classifier, save_classifier
 
 SCALE = 5.0  # KLUE-STS scores run 0-5
 _NOT_KEPT = re.compile(r"[^ㄱ-ㅎㅏ-ㅣ가-힣0-9\s]")  # the seed kept Hangul, digits and spaces only
@@ -142,7 +142,7 @@ def length_table(lengths: Sequence[int], max_length: int) -> pd.DataFrame:
 
 def cross_dataset(df: pd.DataFrame, tokenizer, max_length: int = 128):
     """(datasets.Dataset of joint pairs with labels = score / 5, n_truncated)."""
-    from polarkit.text import tokenize
+    from polarkit.tasks.classifier import tokenize
 
     check(df)
     return tokenize(df.assign(target=df["score"] / SCALE), tokenizer, "sentence1", "sentence2",
@@ -240,7 +240,7 @@ class Similarity:
             enc = self.model.encoder if isinstance(self.model, BiEncoder) else self.model
             z = bi_scores(enc, self.tokenizer, s1, s2, self.prefix, self.max_length, batch_size)
         else:
-            from polarkit.text import Predictor
+            from polarkit.tasks.classifier import Predictor
             z = Predictor(self.model, self.tokenizer, [], self.max_length).logits(s1, s2, batch_size)[:, 0] * SCALE
         return np.clip(z, 0.0, SCALE)
 

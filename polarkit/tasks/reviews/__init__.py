@@ -4,18 +4,19 @@ and a char n-gram TF-IDF + logistic-regression baseline beside every model.
 
     tasks     load_task / check_task / validate: checked train/val/test/pool frames per stage
     baseline  fit_tfidf / tfidf_proba
-    training  encode / build / train_stage (on polarkit.text + polarkit.train)
+    training  encode / build / train_stage (on polarkit.tasks.classifier + polarkit.train)
     evaluate  evaluate / compare / class_table / ReviewPredictor / score_pipeline
     explain   highlights / highlight_html / highlight_figure / active_learning_picks
 """
-from polarkit.reviews.baseline import fit_tfidf, tfidf_proba, tfidf_scorer
-from polarkit.reviews.evaluate import (ReviewPredictor, class_table, compare, errors, evaluate, flat_metrics,
+from polarkit.tasks.reviews.baseline import fit_tfidf, tfidf_proba, tfidf_scorer
+from polarkit.tasks.reviews.evaluate import (ReviewPredictor, class_table, compare, errors, evaluate, flat_metrics,
                                        pipeline_pairs, pipeline_scores, predicted, prediction_frame,
                                        score_pipeline, stage_probs)
-from polarkit.reviews.explain import (Highlight, active_learning_picks, highlight_examples, highlight_figure,
+from polarkit.tasks.reviews.explain import (Highlight, active_learning_picks, highlight_examples, highlight_figure,
                                       highlight_html, highlight_table, highlights, masked_variants, pick_error_rates, rare_token_scores,
                                       uncertainty)
-from polarkit.reviews.tasks import (POLARITIES, TASKS, Stage, TaskData, check_task, label_counts, load_task,
+from polarkit.tasks.reviews.training import build, encode, fit_stage, train_stage
+from polarkit.tasks.reviews.stages import (POLARITIES, TASKS, Stage, TaskData, check_task, label_counts, load_task,
                                     validate)
 
 __all__ = [
@@ -27,10 +28,3 @@ __all__ = [
     "uncertainty", "validate",
 ]
 
-
-def __getattr__(name):
-    """The training helpers import torch/transformers: load them on first use only."""
-    if name in ("encode", "build", "fit_stage", "train_stage"):
-        from polarkit.reviews import training
-        return getattr(training, name)
-    raise AttributeError(f"module 'polarkit.reviews' has no attribute {name!r}")

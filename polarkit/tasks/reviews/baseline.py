@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
-from polarkit.reviews.tasks import Stage
+from polarkit.tasks.reviews.stages import Stage
 
 
 def joined(texts, pairs=None) -> list[str]:
@@ -63,7 +63,7 @@ def tfidf_proba(model: Pipeline, texts, pairs=None, n_classes: int | None = None
 
 def tfidf_scorer(model: Pipeline, n_classes: int):
     """`proba(texts, pairs=None, batch_size=None) -> [N, C]`, the same call shape as
-    `polarkit.text.Predictor.scores`, so evaluation, highlights and picks take either model."""
+    `polarkit.tasks.classifier.Predictor.scores`, so evaluation, highlights and picks take either model."""
     def proba(texts, pairs=None, batch_size=None):
         return tfidf_proba(model, texts, pairs, n_classes)
     return proba

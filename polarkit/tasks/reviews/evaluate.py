@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from polarkit import score
-from polarkit.reviews.explain import describe
-from polarkit.reviews.tasks import POLARITIES, Stage
+from polarkit.tasks.reviews.explain import describe
+from polarkit.tasks.reviews.stages import POLARITIES, Stage
 
 
 def stage_probs(proba: Callable, stage: Stage, split: str, batch_size: int = 64) -> np.ndarray:
@@ -124,7 +124,7 @@ def prediction_frame(stage: Stage, probs, split: str, threshold=0.5) -> pd.DataF
 class ReviewPredictor:
     """The seed's predictor shape: predict(texts) -> [{text, label, confidence, probs}].
 
-    proba: (texts, pairs, batch_size=...) -> [N, C], e.g. `polarkit.text.Predictor.scores`.
+    proba: (texts, pairs, batch_size=...) -> [N, C], e.g. `polarkit.tasks.classifier.Predictor.scores`.
     Multi-label: label is the list of classes at or above their threshold; confidence = max p.
     """
 

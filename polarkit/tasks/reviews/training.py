@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polarkit import models, text, train
-from polarkit.reviews.tasks import Stage
+from polarkit import models, train
+from polarkit.tasks import classifier
+from polarkit.tasks.reviews.stages import Stage
 
 _PROBLEM = {"single": "single_label_classification", "pair": "single_label_classification",
             "multi": "multi_label_classification"}
@@ -30,7 +31,7 @@ def encode(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val
         df = getattr(stage, s)
         if len(df) == 0:
             continue
-        out[s], n_cut = text.tokenize(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
+        out[s], n_cut = classifier.tokenize(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
                                       label_dtype=stage.label_dtype, prefix=prefix)
         rows.append({"stage": stage.name, "split": s, "rows": len(df), "truncated": n_cut,
                      "truncated_share": round(n_cut / len(df), 4)})
@@ -38,7 +39,7 @@ def encode(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val
 
 
 def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze_embeddings: bool = False,
-          dropout: float = 0.1, freeze_layers: int = 0, class_weight: str = "none") -> text.EncoderClassifier:
+          dropout: float = 0.1, freeze_layers: int = 0, class_weight: str = "none") -> classifier.EncoderClassifier:
     """EncoderClassifier over `models.load_model(spec, head="encoder")` with one output per class
     (`scratch:*` specs take their vocabulary from `tokenizer`); `freeze_layers` > 0 also freezes all
     embeddings and the bottom layers. `class_weight="balanced"` weights a softmax stage's loss by
@@ -46,15 +47,15 @@ def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze
     thresholds are tuned on validation instead)."""
     if class_weight not in ("none", "balanced"):
         raise ValueError(f"class_weight must be 'none' or 'balanced', got {class_weight!r}")
-    weights = (text.balanced_weights(stage.y("train"), len(stage.labels))
+    weights = (classifier.balanced_weights(stage.y("train"), len(stage.labels))
                if class_weight == "balanced" and stage.kind != "multi" else None)
     encoder = models.load_model(spec, head="encoder", tokenizer=tokenizer)
-    clf = text.EncoderClassifier(encoder, num_labels=len(stage.labels), pooling=pooling,
+    clf = classifier.EncoderClassifier(encoder, num_labels=len(stage.labels), pooling=pooling,
                                  problem_type=_PROBLEM[stage.kind], dropout=dropout, class_weight=weights)
     if freeze_embeddings:
-        text.freeze_embeddings(clf)
+        classifier.freeze_embeddings(clf)
     if freeze_layers:
-        text.freeze_layers(clf, freeze_layers)
+        classifier.freeze_layers(clf, freeze_layers)
     prior_bias(clf, stage)
     return clf
 
@@ -93,7 +94,7 @@ def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: f
     `best_metric` (see `stage_metric`)."""
     metric = stage_metric(stage, best_metric)
     # macro F1 whenever a softmax stage has more than 2 classes (a small val split may lack one of them)
-    compute = text.compute_metrics_for("multilabel" if stage.kind == "multi" else "classification",
+    compute = classifier.compute_metrics_for("multilabel" if stage.kind == "multi" else "classification",
                                        average="binary" if len(stage.labels) == 2 else "macro")
     return train.fit(clf, encoded["train"], encoded.get("val"), out_dir=out_dir, epochs=epochs, lr=lr,
                      batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
