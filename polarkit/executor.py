@@ -24,6 +24,9 @@ from polarkit import params as P
 from polarkit import runs
 
 KERNEL = "polarkit"
+# papermill's default is 60 s: several kernels starting at once on a loaded 2-core machine (sweep
+# workers, `run --jobs`) can take longer to import torch than that, and the run failed for nothing.
+START_TIMEOUT_S = 600
 
 
 def ensure_kernel() -> str:
@@ -160,6 +163,7 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
                             kernel_name=ensure_kernel(), cwd=str(notebook.parent),
                             kernel_manager_class=kernel_manager_class(workdir, env, holder),
                             progress_bar=sys.stderr.isatty() and threading.current_thread() is threading.main_thread(),
+                            start_timeout=START_TIMEOUT_S,
                             log_output=log_output)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through `signals_as_exceptions`
         signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
@@ -269,12 +273,7 @@ def _export_html(nb, path: Path) -> None:
 
     exporter = HTMLExporter(embed_images=True)
     body, _ = exporter.from_notebook_node(nb)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    runs.write_text(path, body)
 
 
 def _rebuild_index(run_dir: Path) -> None:

@@ -9,23 +9,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import secrets
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]  # the repository (holds notebooks/, params/, outputs/)
+from polarkit import environment
+from polarkit.environment import ROOT
+
 RUN_DIR_ENV = "POLARKIT_RUN_DIR"  # set by the CLI: the folder it already made for this run
-_PACKAGES = ("polarkit", "torch", "transformers", "datasets", "tokenizers", "numpy", "pandas",
-             "scikit-learn", "scipy", "papermill", "nbconvert", "bertviz", "optuna")
 _CURRENT: Run | None = None
 
 
@@ -60,6 +58,9 @@ def outputs_dir() -> Path:
 class OutputsError(OSError):
     """The outputs folder cannot hold a new run folder; the message says which folder and why."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
+        return self.strerror or super().__str__()
+
 
 def new_run_dir(stem: str, base: Path | None = None) -> Path:
     """Create outputs/<stem>/<time>-<id>/; the random id keeps runs started in one second apart."""
@@ -85,8 +86,12 @@ def write_json(path: Path, data: dict) -> None:
 
     Non-finite floats become null: bare NaN/Infinity is not JSON (browsers' JSON.parse rejects it).
     """
-    text = json.dumps(_finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{threading.get_ident()}")
+    write_text(path, json.dumps(_finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 `text` to `path` whole or not at all: a temporary file beside it, then a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -111,41 +116,6 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def git_state(root: Path = ROOT) -> dict[str, Any]:
-    """{'commit': sha or None, 'dirty': bool or None} of the repository holding polarkit."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode:
-            return {"commit": None, "dirty": None}
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
-        return {"commit": head.stdout.strip(), "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def environment() -> dict[str, Any]:
-    """Versions, host and cores; device and seed are added by `polarkit.train.setup`."""
-    versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {**git_state(), "versions": versions, "platform": platform.platform(), "device": _device(),
-            "cores": os.cpu_count(), "pid": os.getpid(), "data": os.environ.get("POLARKIT_DATA")}
-
-
-def _device() -> str:
-    """'cuda' / 'mps' / 'cpu' as torch sees it (torch imported lazily), or 'unknown'."""
-    try:
-        import torch
-    except ImportError:
-        return "unknown"
-    return "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
 
 
 class Run:
@@ -274,7 +244,7 @@ def start_run(notebook: str, namespace: dict[str, Any]) -> Run:
     values = _checked(notebook, namespace)
     (run.dir / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False),
                                          encoding="utf-8")
-    write_json(run.dir / "env.json", {**environment(), "seed": values.get("seed")})
+    write_json(run.dir / "env.json", {**environment.capture(), "seed": values.get("seed")})
     _show_summary(run, notebook, values)
     return run
 
