@@ -277,8 +277,10 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     unknown = {k: namespace[k] for k in _injected_names(namespace) if k not in declared}
     if unknown:  # papermill only warns about a -p name the notebook does not declare; refuse it as the CLI does
         params.check(unknown, declared, source=f"parameters given to {nb.name}")
-    values = {k: v for k, v in values.items() if k in declared}
-    fixed, notes = params.repair(values, declared)
+    notes = _yaml12_values(namespace)
+    values = {k: namespace[k] for k in values if k in declared}
+    fixed, repaired = params.repair(values, declared)
+    notes += repaired
     for note in notes:
         print(f"polarkit: {note}", file=sys.stderr)
     namespace.update(fixed)
@@ -301,8 +303,8 @@ def _injected_names(namespace: dict[str, Any]) -> list[str]:
     return []
 
 
-def _papermill_paths(pid: int) -> tuple[Path, Path | None] | None:
-    """(input notebook, output notebook or None) if process `pid` is a papermill command line."""
+def _papermill_command(pid: int) -> tuple[Path, dict] | None:
+    """(working folder, parsed options) if process `pid` is a papermill command line, else None."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
@@ -316,13 +318,39 @@ def _papermill_paths(pid: int) -> tuple[Path, Path | None] | None:
         return None
     try:
         from papermill.cli import papermill as cli
-        ctx = cli.make_context("papermill", list(args), resilient_parsing=True)
+        return cwd, cli.make_context("papermill", list(args), resilient_parsing=True).params
     except Exception:  # noqa: BLE001 - an unparsable command line only loses the notebook copy
         return None
-    nb_in, out = ctx.params.get("notebook_path"), ctx.params.get("output_path")
-    if not nb_in:
+
+
+def _papermill_paths(pid: int) -> tuple[Path, Path | None] | None:
+    """(input notebook, output notebook or None) if process `pid` is a papermill command line."""
+    found = _papermill_command(pid)
+    if not found or not found[1].get("notebook_path"):
         return None
-    return cwd / nb_in, (cwd / out if out and out != "-" else None)
+    cwd, opts = found
+    out = opts.get("output_path")
+    return cwd / opts["notebook_path"], (cwd / out if out and out != "-" else None)
+
+
+def _yaml12_values(namespace: dict[str, Any]) -> list[str]:
+    """Re-read plain papermill's `-f` files as YAML 1.2 (papermill reads YAML 1.1: `010` -> 8,
+    `1:04` -> 64) and put those values in `namespace`, except names `-p` gave. Returns notes.
+
+    A duplicate key or an empty file is refused here as the CLI refuses it (ParamError)."""
+    from polarkit import params
+    found = _papermill_command(os.getppid())
+    if not found:
+        return []
+    cwd, opts = found
+    given = {k for k, _ in opts.get("parameters") or ()}
+    notes = []
+    for f in opts.get("parameters_file") or ():
+        for key, value in params.load_yaml(cwd / f).items():
+            if key in namespace and key not in given and namespace[key] != value:
+                notes.append(f"{key}: YAML 1.1 (papermill) read {namespace[key]!r}; YAML 1.2 reads {value!r}: using it")
+                namespace[key] = value
+    return notes
 
 
 def _watch_papermill(run: Run) -> None:

@@ -227,3 +227,18 @@ def test_a_run_killed_while_queued_shows_as_died(outputs):
     runs.write_json(alive / "status.json", {"state": "queued", "executor_pid": os.getpid(), "start": runs.now()})
     board = report.load_runs(outputs).set_index("run")["status"]
     assert board[d.name] == "died" and board[alive.name] == "queued"
+
+
+def test_plain_papermill_reads_its_yaml_as_yaml_12(outputs, tiny_notebook, tmp_path):
+    """papermill's YAML 1.1 reader turns `010` into 8 and `1:04` into 64; the kernel re-reads the file."""
+    nb = make_notebook(tmp_path / "95_ints.ipynb", 'batch_size: int = 32  # sentences per step\nname: str = "x"  # a name',
+                       'run.finish({"test_batch_size": batch_size})')
+    yml = tmp_path / "p.yaml"
+    yml.write_text("batch_size: 010\nname: 1:04\n")
+    papermill = Path(sys.executable).parent / "papermill"
+    subprocess.run([str(papermill), str(nb), str(tmp_path / "out.ipynb"), "-f", str(yml), "-k", "python3"],
+                   check=True, capture_output=True, cwd=tmp_path)
+    (d,) = list((outputs / "95_ints").iterdir())
+    _wait_for(lambda: _status(d).get("end"), what="the watcher")
+    assert json.loads((d / "metrics.json").read_text()) == {"test_batch_size": 10.0}
+    assert "name: '1:04'" in (d / "params.yaml").read_text()
