@@ -110,9 +110,150 @@ def test_confusion_matches_sklearn():
 
     y_true, y_pred = [0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0]
     fig = plots.confusion(y_true, y_pred, labels=["부정", "중립", "긍정"])
-    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), confusion_matrix(y_true, y_pred))
+    # seaborn draws the matrix as a QuadMesh (the first collection), not an image
+    np.testing.assert_array_equal(fig.axes[0].collections[0].get_array(), confusion_matrix(y_true, y_pred))
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["부정", "중립", "긍정"]
     assert missing_glyphs(fig) == []
+
+
+def hangul_rendered(texts) -> bool:
+    """Every text is drawn with a font file that has Hangul glyphs (what findfont picks for it)."""
+    from matplotlib import font_manager
+
+    return all(fonts.has_hangul(font_manager.findfont(t.get_fontproperties())) for t in texts)
+
+
+def test_confusion_annotates_every_cell_with_its_count():
+    from sklearn.metrics import confusion_matrix
+
+    y_true, y_pred = [0, 1, 1, 2, 2, 2, 3, 3], [0, 1, 2, 2, 2, 0, 3, 1]
+    names = ["부정", "중립", "긍정", "혼합"]
+    fig = plots.confusion(y_true, y_pred, labels=names)
+    ax = fig.axes[0]
+    expected = confusion_matrix(y_true, y_pred)
+    assert [t.get_text() for t in ax.texts] == [str(v) for v in expected.ravel()]  # row-major, rows true
+    positions = [(t.get_position()[1] - 0.5, t.get_position()[0] - 0.5) for t in ax.texts]
+    assert positions == [(i, j) for i in range(4) for j in range(4)]  # text (i, j) sits in cell (i, j)
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Predicted label", "True label")
+    assert hangul_rendered(ax.get_xticklabels() + ax.get_yticklabels()) and missing_glyphs(fig) == []
+    normalized = plots.confusion(y_true, y_pred, labels=names, normalize="true").axes[0]
+    rows = expected / expected.sum(1, keepdims=True)
+    assert [t.get_text() for t in normalized.texts] == [f"{v:.2f}" for v in rows.ravel()]
+    # no labels: the values found in either array, sorted (strings too)
+    auto = plots.confusion(["b", "a", "c"], ["b", "c", "c"]).axes[0]
+    assert [t.get_text() for t in auto.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in auto.texts] == ["0", "0", "1", "0", "1", "0", "0", "0", "1"]
+
+
+def test_heatmap_draws_the_input_matrix():
+    rng = np.random.default_rng(0)
+    small = rng.random((3, 4))
+    small[1, 2] = np.nan  # e.g. a missing similarity: drawn blank, never annotated
+    fig = plots.heatmap(small, ["가", "나", "다"], ["일", "이", "삼", "사"], title="유사도")
+    ax = fig.axes[0]
+    drawn = ax.collections[0].get_array()
+    np.testing.assert_array_equal(drawn.filled(np.nan), small)
+    assert drawn.mask[1, 2] and drawn.mask.sum() == 1
+    assert len(ax.texts) == 11 and ax.texts[0].get_text() == f"{small[0, 0]:.2g}"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["일", "이", "삼", "사"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["가", "나", "다"]
+    assert len(fig.axes) == 2  # the colour bar
+    assert hangul_rendered(ax.get_xticklabels() + ax.get_yticklabels()) and missing_glyphs(fig) == []
+    big = plots.heatmap(rng.random((12, 12))).axes[0]  # > 100 cells: not annotated
+    assert len(big.texts) == 0 and big.collections[0].get_array().shape == (12, 12)
+
+
+def test_hist_counts_match_numpy():
+    rng = np.random.default_rng(0)
+    values = rng.integers(5, 60, 200)
+    ax = plots.hist(values, bins=20, title="토큰 길이").axes[0]
+    counts, edges = np.histogram(values, bins=20)
+    np.testing.assert_array_equal([p.get_height() for p in ax.patches], counts)
+    np.testing.assert_allclose([p.get_x() for p in ax.patches], edges[:-1])
+    assert ax.get_ylabel() == "count"
+    groups = {"학습": rng.normal(0, 1, 300), "검증": rng.normal(1, 1, 50)}
+    ax = plots.hist(groups, bins=15).axes[0]
+    edges = np.histogram_bin_edges(np.concatenate(list(groups.values())), bins=15)  # one set of bins for all
+    assert len(ax.patches) == 30
+    drawn = [ax.patches[k: k + 15] for k in (0, 15)]  # one run of bars per group (seaborn draws the last first)
+    for bars in drawn:
+        np.testing.assert_allclose([p.get_x() for p in bars], edges[:-1])
+    assert sorted(tuple(p.get_height() for p in bars) for bars in drawn) == sorted(
+        tuple(np.histogram(vals, edges)[0]) for vals in groups.values())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["학습", "검증"]
+    assert missing_glyphs(ax.figure) == []
+
+
+def test_scatter_pred_points_and_pearson():
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(0)
+    gold = rng.random(40) * 5
+    pred = gold + rng.normal(0, 1, 40)
+    ax = plots.scatter_pred(gold, pred, title="STS").axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), np.column_stack([gold, pred]))
+    assert ax.get_title().endswith(f"(r = {pearsonr(gold, pred)[0]:.3f})")
+    lo, hi = min(gold.min(), pred.min()), max(gold.max(), pred.max())
+    np.testing.assert_allclose(ax.lines[-1].get_xydata(), [[lo, lo], [hi, hi]])  # the y = x line
+
+
+def test_bars_keep_order_and_repeated_names():
+    words = pd.Series([0.4, -0.1, 0.7, 0.2], index=["배우", "도", "최고", "도"], name="drop")
+    ax = plots.bars(words, title="단어").axes[0]
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], words.to_numpy())  # one bar each, in order
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["배우", "도", "최고", "도"]
+    assert ax.get_ylabel() == "drop"
+    assert hangul_rendered(ax.get_xticklabels()) and missing_glyphs(ax.figure) == []
+    ax = plots.bars({"a": 3, "b": 1}, horizontal=True, xlabel="reviews").axes[0]
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], [3, 1])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"] and ax.get_xlabel() == "reviews"
+    assert ax.patches[0].get_y() < ax.patches[1].get_y()  # first name at the top (y axis inverted)
+    assert ax.yaxis_inverted()
+    f1 = pd.DataFrame({"transformer": [0.5, 0.7, 0.2], "tfidf": [0.4, 0.6, 0.3]}, index=["욕설", "혐오", "기타"])
+    ax = plots.bars(f1).axes[0]
+    bars = [p for p in ax.patches if p.get_width() > 0 and p.get_height() > 0]
+    assert len(bars) == 6
+    by_colour = {}
+    for p in sorted(bars, key=lambda p: p.get_x()):
+        by_colour.setdefault(p.get_facecolor(), []).append(p.get_height())
+    assert sorted(by_colour.values()) == sorted([[0.5, 0.7, 0.2], [0.4, 0.6, 0.3]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["transformer", "tfidf"]
+
+
+def test_shaded_words_draw_every_word_with_its_shade():
+    rows = [("이 영화 정말 최고".split(), [0.0, 0.1, -0.2, 0.4]), (["별로"], [0.3])]
+    fig = plots.shaded_words(rows, headers=["긍정 p=0.93", None])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["긍정 p=0.93", "이", "영화", "정말", "최고", "별로"]
+    shades = [t.get_bbox_patch().get_facecolor() for t in ax.texts[1:]]
+    expected = [plots.signed_colour(w, 0.4) for w in rows[0][1]] + [plots.signed_colour(0.3, 0.3)]
+    np.testing.assert_allclose(shades, expected)
+    assert expected[3][3] == pytest.approx(0.85) and expected[2][:3] == (0.15, 0.35, 0.86)  # darkest red; blue
+    xs = [t.get_position()[0] for t in ax.texts[1:5]]
+    assert xs == sorted(xs)  # left to right, boxes placed one after another
+    assert missing_glyphs(fig) == []
+    long = plots.shaded_words([(["단어"] * 40, np.linspace(-1, 1, 40))], wrap=20)
+    assert len({t.get_position()[1] for t in long.axes[0].texts}) > 1  # wrapped onto several lines
+
+
+def test_seaborn_theme_keeps_the_hangul_font():
+    import seaborn as sns
+
+    def korean():
+        return plots.confusion([0, 1], [1, 1], ["부정", "긍정"])
+
+    name = fonts.hangul_font()
+    try:
+        sns.set_theme()  # reference: seaborn's own theme drops the Hangul font...
+        assert name not in matplotlib.rcParams["font.family"]
+        assert any("missing from font" in m for m in missing_glyphs(korean()))
+        assert plots.theme(style="ticks", context="talk") == name  # ...viz.theme restyles and keeps it
+        assert list(matplotlib.rcParams["font.family"]) == [name, fonts.LATIN_FALLBACK]
+        assert missing_glyphs(korean()) == []
+    finally:
+        plots.theme()  # the import-time default, for the other tests
+    assert matplotlib.rcParams["axes.grid"] and list(matplotlib.rcParams["font.family"]) == [name, fonts.LATIN_FALLBACK]
 
 
 def test_every_helper_writes_a_png(tmp_path, history):
@@ -124,6 +265,8 @@ def test_every_helper_writes_a_png(tmp_path, history):
         "scatter": plots.scatter_pred(rng.random(50) * 5, rng.random(50) * 5, title="STS 예측"),
         "hist": plots.hist({"학습": rng.integers(5, 60, 200), "검증": rng.integers(5, 60, 50)}, bins=20, title="토큰 길이"),
         "heatmap": plots.heatmap(rng.random((3, 4)), ["가", "나", "다"], ["일", "이", "삼", "사"], title="유사도"),
+        "bars": plots.bars(pd.Series([120, 40, 300], index=["부정", "중립", "긍정"]), title="학습 레이블"),
+        "words": plots.shaded_words([("배우 연기가 최고였다".split(), [0.2, -0.1, 0.6])], ["긍정 p=0.91"]),
     }
     for name, fig in figs.items():
         assert missing_glyphs(fig) == [], name
@@ -187,6 +330,21 @@ def test_attention_views_writes_offline_files(tiny, tmp_path):
     assert missing_glyphs(views["figure"]) == []
     assert "showing 16 of" in views["figure"]._suptitle.get_text()
     assert views._repr_png_() == views["png"].read_bytes()  # a notebook cell ending in the call shows the grid
+
+
+def test_heatmap_grid_draws_each_chosen_head():
+    rng = np.random.default_rng(0)
+    tokens = ["[CLS]", "▁영화", "##가", "Ġgreat", "[SEP]"]
+    attn = rng.dirichlet(np.full(5, 0.3), size=(3, 2, 5))  # (L,H,T,T)
+    fig = attention.heatmap_grid(attn, tokens, layers=[0, -1], heads=[1], title="그림")
+    panels = [ax for ax in fig.axes if ax.collections]
+    assert [ax.get_title() for ax in panels] == ["layer 0 · head 1", "layer 2 · head 1"]
+    for ax, (l, h) in zip(panels, [(0, 1), (2, 1)]):
+        np.testing.assert_array_equal(ax.collections[0].get_array(), attn[l, h])  # rows query, columns key
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["[CLS]", " 영화", "##가", " great", "[SEP]"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [t.get_text() for t in ax.get_xticklabels()]
+        assert hangul_rendered(ax.get_yticklabels())
+    assert missing_glyphs(fig) == []
 
 
 def test_attention_matches_model_and_model_is_restored(tiny):

@@ -1,4 +1,5 @@
-"""Plots and attention views for the notebooks; importing this sets up a Hangul font for matplotlib.
+"""Plots and attention views for notebooks and task modules; importing this applies a seaborn theme
+with a Hangul font for matplotlib (restyle with `viz.theme(...)`, which keeps the font).
 
     from polarkit import viz
     viz.save(viz.curves(history, metrics=("loss", "accuracy")), "curves")
@@ -6,7 +7,9 @@
 """
 from polarkit.viz.attention import attention_views, heatmap_grid, save_views
 from polarkit.viz.fonts import hangul_font
-from polarkit.viz.plots import confusion, curves, figure, heatmap, hist, image_grid, save, scatter_pred, write_png
+from polarkit.viz.plots import (bars, confusion, curves, draw_heatmap, figure, heatmap, hist, image_grid, save,
+                                scatter_pred, shaded_words, signed_colour, theme, write_png)
 
-__all__ = ["attention_views", "confusion", "curves", "figure", "hangul_font", "heatmap", "heatmap_grid",
-           "hist", "image_grid", "save", "save_views", "scatter_pred", "write_png"]
+__all__ = ["attention_views", "bars", "confusion", "curves", "draw_heatmap", "figure", "hangul_font", "heatmap",
+           "heatmap_grid", "hist", "image_grid", "save", "save_views", "scatter_pred", "shaded_words",
+           "signed_colour", "theme", "write_png"]

@@ -179,7 +179,8 @@ def _compact(params_json: str) -> str:
 
 
 def heatmap_grid(attn, tokens, *, layers=None, heads=None, title=None):
-    """Figure of (L,H,T,T) attention heatmaps, one panel per chosen (layer, head); rows query, columns key.
+    """Figure of (L,H,T,T) attention heatmaps (seaborn, via plots.draw_heatmap), one panel per chosen
+    (layer, head); rows query, columns key.
 
     Defaults: last layer, first 4 heads. Negative layer indices count from the end.
     """

@@ -89,8 +89,20 @@ def setup() -> str | None:
                 "empty boxes. Install one: `pip install koreanize-matplotlib` or "
                 "`apt-get install -y fonts-nanum`.", stacklevel=2)
         return None
+    matplotlib.rcParams.update(rc())
+    return name
+
+
+def rc() -> dict:
+    """The rcParams that put the Hangul font first ({} when there is none): pass as `rc=` or `rc_context`.
+
+    Apply them after any seaborn theme: `sns.set_theme` sets font.family to "sans-serif"
+    (Arial, DejaVu Sans, ...), which has no Hangul glyphs.
+    """
+    name = hangul_font()
+    if name is None:
+        return {}
     # Per-glyph fallback goes along font.family (matplotlib >= 3.6): Hangul from `name`,
     # anything it lacks (e.g. U+2212 minus, ✓) from DejaVu Sans.
-    matplotlib.rcParams["font.family"] = [name, LATIN_FALLBACK]
-    matplotlib.rcParams["axes.unicode_minus"] = False  # Hangul fonts often lack U+2212
-    return name
+    return {"font.family": [name, LATIN_FALLBACK],
+            "axes.unicode_minus": False}  # Hangul fonts often lack U+2212
