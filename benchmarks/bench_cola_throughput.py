@@ -78,7 +78,7 @@ def main(argv=None) -> pd.DataFrame:
     init = copy.deepcopy(base.state_dict())
     dyn_steps = a.n // a.batch_size  # one epoch over the sample
     padded = {L: _fixed(df, tok, L) for L in (256, 128)}
-    dynamic, _ = classifier.tokenize(df, tok, max_length=128)
+    dynamic, _ = classifier.text_dataset(df, tok, max_length=128)
     collate = transformers.DataCollatorWithPadding(tok)
     runs = {"(a) pad to 256 (seed)": lambda m, o: plain_trainer(m, padded[256], None, a.fixed_steps, a.batch_size, o),
             "(b) pad to 128 (run_glue)": lambda m, o: plain_trainer(m, padded[128], None, 2 * a.fixed_steps, a.batch_size, o),

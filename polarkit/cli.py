@@ -11,14 +11,13 @@ from polarkit import runs
 
 NOTEBOOKS = runs.ROOT / "notebooks"
 PARAMS = runs.ROOT / "params"
+SWEEPS = "sweeps"  # params/sweeps/ holds sweep files, not a profile
 
 
 def _default_data() -> None:
     """Point POLARKIT_DATA at ../shared/data when unset and that folder exists (offline default)."""
-    shared = runs.ROOT.parent / "shared" / "data"
-    if not os.environ.get("POLARKIT_DATA") and shared.is_dir():
-        os.environ["POLARKIT_DATA"] = str(shared)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1" if os.environ.get("POLARKIT_DATA") else "0")
+    from polarkit import environment
+    environment.default_to_shared_data()
 
 
 def _jobs(targets: list, profile: str | None) -> list[tuple[Path, Path | None]]:
@@ -36,7 +35,7 @@ def _jobs(targets: list, profile: str | None) -> list[tuple[Path, Path | None]]:
             nb = _notebook(t)
             y = PARAMS / profile / f"{nb.stem}.yaml" if profile else None
             if y is not None and not y.is_file():
-                have = sorted(d.parent.name for d in PARAMS.glob(f"*/{nb.stem}.yaml"))
+                have = sorted(d.parent.name for d in PARAMS.glob(f"*/{nb.stem}.yaml") if d.parent.name != SWEEPS)
                 raise ParamError(f"{y}: missing: no {profile!r} parameter file for {nb.stem} "
                                  f"(profiles that have one: {', '.join(have) or 'none'})")
         if y is not None and not y.is_file():
@@ -152,13 +151,14 @@ def cmd_run_all(args) -> int:
 
 
 def cmd_check(args) -> int:
-    """Check every YAML (default: all under params/); report each bad one, not just the first; 2 if any."""
+    """Check every YAML (default: all under params/, sweep files included); report each bad one; 2 if any."""
+    from polarkit import sweep
     from polarkit.params import check_file
     files = [Path(t) for t in args.targets] or sorted(PARAMS.glob("*/*.yaml"))
     bad = 0
     for y in files:
         try:
-            check_file(y)
+            sweep.load(y) if y.resolve().parent.name == SWEEPS else check_file(y)
         except (ValueError, OSError) as e:  # ParamError is a ValueError
             bad += 1
             print(f"FAIL {y}:\n  {str(e).removeprefix(f'{y}:').strip()}", file=sys.stderr, flush=True)
@@ -172,7 +172,7 @@ def cmd_check(args) -> int:
 def cmd_compare(args) -> int:
     from polarkit import report
     board = report.leaderboard(Path(args.outputs) if args.outputs else None, args.notebook, args.metric,
-                               ascending=args.ascending)
+                               ascending=args.ascending or None)
     if board.empty:
         print("no runs found")
         return 0
@@ -214,9 +214,18 @@ def cmd_kernel(args) -> int:
     return 0
 
 
+def cmd_new(args) -> int:
+    """Scaffold notebooks/NN_name.ipynb + its YAMLs (or copy --from another notebook); 2 on a refusal."""
+    from polarkit import scaffold
+    for path in scaffold.new(args.name, runs.ROOT, source=args.source):
+        print(f"created {path.relative_to(runs.ROOT)}")
+    print(f"next: polarkit run {args.name} --profile smoke; then fill in the sections (CONTRIBUTING.md)")
+    return 0
+
+
 def _profile(name: str) -> str:
     """argparse type for --profile: a folder under params/ (smoke, quick, full, variants like full-bi)."""
-    have = sorted(d.name for d in PARAMS.iterdir() if d.is_dir() and any(d.glob("*.yaml")))
+    have = sorted(d.name for d in PARAMS.iterdir() if d.is_dir() and d.name != SWEEPS and any(d.glob("*.yaml")))
     if name not in have:
         raise argparse.ArgumentTypeError(f"no profile {name!r} (no folder params/{name}/ with YAMLs); "
                                          f"profiles: {', '.join(have)}")
@@ -265,7 +274,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("compare", help="leaderboard of run folders")
     m.add_argument("notebook", nargs="?", default="*", help="notebook stem or glob (default: all)")
     m.add_argument("--metric", help="sort by this metric")
-    m.add_argument("--ascending", action="store_true", help="lower is better (losses)")
+    m.add_argument("--ascending", action="store_true", help="sort ascending (default: by the metric's direction: losses ascending, scores descending)")
     m.add_argument("--outputs", help="outputs folder (default: the repo's outputs/)")
     m.set_defaults(fn=cmd_compare)
     s = sub.add_parser("models", help="list model specs; --prepare converts offline ones")
@@ -276,6 +285,13 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_data)
     k = sub.add_parser("kernel", help="register the Jupyter kernel for this environment")
     k.set_defaults(fn=cmd_kernel)
+    w = sub.add_parser("new", help="create notebooks/NN_name.ipynb and its smoke/quick/full YAMLs")
+    w.add_argument("name", help="NN_snake_case, e.g. 09_topic_model")
+    w.add_argument("--from", dest="source", metavar="NN_OTHER", help="copy this notebook's cells and YAMLs")
+    w.set_defaults(fn=cmd_new)
+    from polarkit import cli_models, sweep
+    sweep.add_parser(sub)
+    cli_models.add_parsers(sub)
     return ap
 
 

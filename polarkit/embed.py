@@ -29,8 +29,9 @@ POOLINGS = ("pooler", "tanh_cls", "cls", "mean")
 def load_encoder(spec: str, **config_overrides):
     """(encoder model in eval mode, tokenizer) for a spec or a local directory (see polarkit.models)."""
     from polarkit import models
-    model = models.load_model(spec, head="encoder", **config_overrides)
-    return model.eval(), models.load_tokenizer(spec)
+    parsed = models.parse_spec(spec)
+    model = models.load_model(parsed, head="encoder", **config_overrides)
+    return model.eval(), models.load_tokenizer(parsed)
 
 
 def pooler_source(model) -> str:
@@ -68,8 +69,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
-def tokenize(tokenizer, texts, prefix: str = "", max_length: int = 256) -> list[list[int]]:
-    """Token ids per text (truncated, with special tokens, no padding)."""
+def token_ids(tokenizer, texts, prefix: str = "", max_length: int = 256) -> list[list[int]]:
+    """Token ids per text [N] (`prefix` + text, truncated at max_length, with special tokens, no padding)."""
     texts = [prefix + str(t) for t in texts]
     return tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
 
@@ -119,7 +120,7 @@ def encode_poolings(model, tokenizer, texts, *, poolings=POOLINGS, prefix: str =
         raise ValueError(f"poolings must be among {POOLINGS}, got {list(poolings)}")
     texts, was_training = list(texts), model.training
     model.eval()
-    ids = tokenize(tokenizer, texts, prefix, max_length)
+    ids = token_ids(tokenizer, texts, prefix, max_length)
     out = {p: np.zeros((len(texts), model.config.hidden_size), dtype=np.float32) for p in poolings}
     device, run, done = next(model.parameters()).device, runs.current(), 0
     with _bar(len(texts), desc, progress) as bar:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from polarkit import params as P
-from polarkit import runs
+from polarkit import runs, tracking
 
 KERNEL = "polarkit"
 # papermill's default is 60 s: several kernels starting at once on a loaded 2-core machine (sweep
@@ -153,6 +153,7 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
                                          encoding="utf-8")
     run.set_status("queued", notebook=notebook.stem, profile=profile, start=runs.now(),
                    executor_pid=os.getpid(), **(status or {}))
+    tracking.prepare()  # import MLflow / open the store while the kernel works
     env = {**runs.absolute_env(), **(env or {}), runs.RUN_DIR_ENV: str(run.dir), "POLARKIT_PROFILE": profile or ""}
     error = signame = None
     ticker = _Ticker(run) if not sys.stderr.isatty() else None  # batch logs: a sparse progress line
@@ -232,8 +233,8 @@ def finalize(run_dir: Path, executed: Path, error: BaseException | None = None,
     if interrupted:
         fields = {"state": "interrupted", "signal": interrupted, "cell": cell,
                   "error": "Interrupted", "message": f"stopped by {interrupted}"}
-    elif state == "pruned" and error is None:  # a sweep trial stopped at a pruner's request
-        fields = {"state": "pruned"}
+    elif state == "pruned" and (error is None or ename == "Pruned"):  # a sweep trial stopped by its pruner
+        fields = {"state": "pruned", "cell": cell}
     elif error is not None or cell is not None or state != "succeeded" or problems:
         fields = {"state": "failed", "cell": cell,
                   "error": ename or (type(error).__name__ if error else
@@ -250,6 +251,7 @@ def finalize(run_dir: Path, executed: Path, error: BaseException | None = None,
     except OSError as e:  # nothing more can be written there; say so where someone will see it
         print(f"polarkit: cannot record the end of run {run.dir}: {e}", file=sys.stderr)
     _rebuild_index(run.dir)
+    tracking.mirror(run.dir)  # the MLflow run mirrors the folder; never raises (one warning line)
     return run.status()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from polarkit import runs
+from polarkit import runs, score
 
 _BASE = {"notebook", "run", "status", "profile", "start", "duration_s", "error"}
 
@@ -95,15 +95,19 @@ def differing_params(run_dirs_: list[Path]) -> pd.DataFrame:
 
 
 def leaderboard(outputs: Path | None = None, pattern: str = "*", metric: str | None = None,
-                ascending: bool = False) -> pd.DataFrame:
-    """Runs sorted by `metric` (succeeded first); with one notebook, the differing params are added.
+                ascending: bool | None = None) -> pd.DataFrame:
+    """Runs sorted by `metric` (succeeded first, best first); with one notebook, the differing params are added.
 
-    A `metric` no run reported raises ValueError naming the metrics there are."""
+    `ascending` None: by the metric's direction (`score.greater_is_better`: losses ascending, accuracies
+    descending); True or False forces the order. A `metric` no run reported raises ValueError naming the
+    metrics there are."""
     df = load_runs(outputs, pattern)
     if df.empty:
         return df
     if metric:
         _check_metric(df, metric, pattern)
+        if ascending is None:
+            ascending = not score.greater_is_better(metric)
         df = df.sort_values(["status", metric], ascending=[True, ascending], key=_status_first)
     metrics = metric_columns(df)
     if df["notebook"].nunique() == 1:
@@ -215,7 +219,8 @@ def closing_table(dirs: list[Path]) -> pd.DataFrame:
 
 def default_metric(board: pd.DataFrame) -> str | None:
     """The first test_/dev_/val_ metric column with values, for sorting when none is named
-    (a leaderboard's parameter columns, such as val_frac, are never picked)."""
+    (a leaderboard's parameter columns, such as val_frac, are never picked); `leaderboard` sorts it
+    in its own direction (`score.greater_is_better`), so a loss picked here ranks lowest first."""
     metrics = board.attrs.get("metrics", list(board.columns))
     for prefix in ("test_", "dev_", "val_"):
         for c in board.columns:

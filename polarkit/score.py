@@ -1,6 +1,8 @@
 """Pure scoring: arrays in, `dict[str, float]` out. No files, no plots, no polarkit imports.
 
-Metric keys are `{prefix}{metric}`; callers pass prefix="test_" etc. to get `{split}_{metric}`.
+Metric keys are `{key_prefix}{metric}`; callers pass key_prefix="test_" etc. to get `{split}_{metric}`.
+Every metric carries its direction: `greater_is_better(name)` (losses, perplexity, the TestSheet gap,
+errors and seconds are better lower), for checkpoint choice (`train.fit`) and for sorting runs (`report`).
 """
 from __future__ import annotations
 
@@ -9,14 +11,25 @@ from scipy import stats
 from sklearn import metrics as skm
 
 
-def classification(y_true, y_pred, prefix: str = "", average: str = "binary") -> dict[str, float]:
+# Metric names (the part after a `{split}_` key prefix) for which lower is better; every other metric
+# polarkit writes (accuracy, mcc, f1, pearson, auc, ...) is better higher.
+LOWER_IS_BETTER = ("loss", "perplexity", "seed_gap", "error", "error_rate", "mse", "mae", "rmse", "seconds")
+
+
+def greater_is_better(name: str) -> bool:
+    """False when `name` (e.g. "loss", "eval_loss", "test_seed_gap", "train_seconds") is one of
+    LOWER_IS_BETTER or ends in "_" + one of them; True otherwise (an unknown metric is maximised)."""
+    return not any(name == m or name.endswith("_" + m) for m in LOWER_IS_BETTER)
+
+
+def classification(y_true, y_pred, key_prefix: str = "", average: str = "binary") -> dict[str, float]:
     """Accuracy, Matthews correlation, F1 (binary or macro) for label vectors [N]."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     avg = average if len(np.union1d(y_true, y_pred)) <= 2 or average != "binary" else "macro"
     return {
-        f"{prefix}accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        f"{prefix}mcc": float(skm.matthews_corrcoef(y_true, y_pred)),
-        f"{prefix}f1": float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0)),
+        f"{key_prefix}accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        f"{key_prefix}mcc": float(skm.matthews_corrcoef(y_true, y_pred)),
+        f"{key_prefix}f1": float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0)),
     }
 
 
@@ -27,34 +40,35 @@ def softmax(logits) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def similarity(gold, pred, prefix: str = "", threshold: float = 3.0) -> dict[str, float]:
+def similarity(gold, pred, key_prefix: str = "", threshold: float = 3.0) -> dict[str, float]:
     """Pearson, Spearman, and F1 of (pred >= threshold) vs (gold >= threshold), for scores [N]."""
     gold, pred = np.asarray(gold, dtype=float), np.asarray(pred, dtype=float)
     return {
-        f"{prefix}pearson": float(stats.pearsonr(gold, pred)[0]),
-        f"{prefix}spearman": float(stats.spearmanr(gold, pred)[0]),
-        f"{prefix}f1": float(skm.f1_score(gold >= threshold, pred >= threshold, zero_division=0)),
+        f"{key_prefix}pearson": float(stats.pearsonr(gold, pred)[0]),
+        f"{key_prefix}spearman": float(stats.spearmanr(gold, pred)[0]),
+        f"{key_prefix}f1": float(skm.f1_score(gold >= threshold, pred >= threshold, zero_division=0)),
     }
 
 
-def multilabel(y_true, y_prob, threshold=0.5, prefix: str = "") -> dict[str, float]:
+def multilabel(y_true, y_prob, threshold=0.5, key_prefix: str = "") -> dict[str, float]:
     """Micro/macro precision, recall, F1 of [N, C] 0/1 targets vs probabilities thresholded per class."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = (np.asarray(y_prob) >= np.asarray(threshold)).astype(int)
     out = {}
     for avg in ("micro", "macro"):
         p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
-        out |= {f"{prefix}{avg}_precision": float(p), f"{prefix}{avg}_recall": float(r), f"{prefix}{avg}_f1": float(f)}
+        out |= {f"{key_prefix}{avg}_precision": float(p), f"{key_prefix}{avg}_recall": float(r),
+                f"{key_prefix}{avg}_f1": float(f)}
     return out
 
 
-def ranking(labels, scores, prefix: str = "") -> dict[str, float]:
+def ranking(labels, scores, key_prefix: str = "") -> dict[str, float]:
     """ROC-AUC and the accuracy at the best threshold, for binary labels [N] and scores [N]."""
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
     fpr, tpr, _ = skm.roc_curve(labels, scores)
     n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
     best_acc = float(np.max((tpr * n_pos + (1 - fpr) * n_neg) / len(labels)))
-    return {f"{prefix}auc": float(skm.roc_auc_score(labels, scores)), f"{prefix}best_accuracy": best_acc}
+    return {f"{key_prefix}auc": float(skm.roc_auc_score(labels, scores)), f"{key_prefix}best_accuracy": best_acc}
 
 
 def minmax_gap(labels, scores) -> float:
@@ -93,7 +107,7 @@ def best_thresholds(y_true, y_prob, grid=None, default: float = 0.5) -> np.ndarr
     return out
 
 
-def pair_f1(gold_sets, pred_sets, prefix: str = "") -> dict[str, float]:
+def pair_f1(gold_sets, pred_sets, key_prefix: str = "") -> dict[str, float]:
     """Micro precision/recall/F1 over (keyword, polarity) pairs: per review, gold and predicted
     collections of hashable pairs [N]; a predicted pair counts once if it is among that review's gold."""
     tp = n_pred = n_gold = 0
@@ -103,5 +117,5 @@ def pair_f1(gold_sets, pred_sets, prefix: str = "") -> dict[str, float]:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_gold if n_gold else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
-    return {f"{prefix}pair_precision": p, f"{prefix}pair_recall": r, f"{prefix}pair_f1": f}
+    return {f"{key_prefix}pair_precision": p, f"{key_prefix}pair_recall": r, f"{key_prefix}pair_f1": f}
 

@@ -1,8 +1,9 @@
 """A thin layer over `transformers.Trainer`, shared by every notebook; knows no model or dataset.
 
 `setup` picks device and seed in one call (recorded in env.json); `fit` trains with dynamic
-padding and length-grouped batches for text, keeps the best checkpoint by a chosen metric, stops
-early, beats the run heartbeat, and returns the history as a DataFrame for plots.
+padding and length-grouped batches for text, keeps the best checkpoint by a chosen metric (its
+direction from `score.greater_is_better`), stops early, beats the run heartbeat, times the training
+(`trainer.train_seconds`), and returns the history as a DataFrame for plots.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import torch
 import transformers
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from polarkit import runs
+from polarkit import environment, runs, score
+from polarkit import trial as sweep_trial
 
 
 def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> dict[str, Any]:
@@ -28,9 +30,7 @@ def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> di
 
     threads: None -> $OMP_NUM_THREADS when set (e.g. two runs side by side with 1 each), else every core.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else (
-            "mps" if torch.backends.mps.is_available() else "cpu")
+    device = environment.device(device)
     torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
     transformers.set_seed(seed)
     info = {"device": device, "seed": seed, "threads": torch.get_num_threads(),
@@ -82,6 +82,7 @@ class _Trainer(Trainer):
     can give the freshly initialised head its own peak learning rate (`head_lr`)."""
 
     head_lr: float | None = None
+    train_seconds: float | None = None  # set by `fit`: wall-clock seconds of `train()`, evaluations included
 
     def create_optimizer(self, model=None):
         opt = super().create_optimizer(model)
@@ -130,11 +131,14 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None =
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
     `group_by_length` groups similar lengths (the dataset may carry a precomputed `length` column).
-    `metric` is an eval metric name without the `eval_` prefix; loss-like names are minimised. When
+    `metric` is an eval metric name without the `eval_` prefix, minimised or maximised as
+    `score.greater_is_better(metric)` says (losses are minimised). When
     `compute_metrics` declares its `names`, an unknown `metric` is refused before training.
     `head_lr` (None: `lr`) is the peak learning rate of the head (`head.*` / `classifier.*` parameters):
     a fresh head under Adam moves ~lr per step, too slowly for sigmoid outputs that must leave the prior.
     The history is also saved as `<history_name>.csv` in the active run folder (for compare).
+    `trainer.train_seconds` is the training time every notebook reports as `train_seconds`: the wall
+    clock of `trainer.train()`, evaluations and checkpoint saves included (not the best-model reload).
     Checkpoints go to `out_dir`, or (None, the default) to a temporary folder removed afterwards, even
     when training raises. A NaN or infinite loss stops training with `TrainingDiverged` (checked at each
     log: every `logging_steps` steps, default a quarter of the evaluation interval, at most 50).
@@ -143,7 +147,7 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None =
         if out_dir is None:  # checkpoints only serve the best-model reload: a folder removed even on error
             out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="polarkit-checkpoints-"))
         has_eval = eval_dataset is not None
-        names = getattr(compute_metrics, "names", None)  # declared by text.compute_metrics_for and its kin
+        names = getattr(compute_metrics, "names", None)  # declared by classifier.compute_metrics_for and its kin
         if has_eval and metric != "loss" and names is not None and metric not in names:
             raise ValueError(f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}")
         if collator is None and tokenizer is not None:
@@ -159,24 +163,30 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None =
             save_strategy="steps" if has_eval else "no", save_steps=eval_every, save_total_limit=1,
             save_only_model=True, load_best_model_at_end=has_eval,
             metric_for_best_model=metric if has_eval else None,
-            greater_is_better=None if not has_eval else not metric.endswith("loss"),
+            greater_is_better=score.greater_is_better(metric) if has_eval else None,
             logging_steps=logging_steps or max(1, min(50, eval_every // 4)), report_to="none",
             train_sampling_strategy="group_by_length" if group_by_length else "random",
             optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
             dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
             logging_nan_inf_filter=False, **extra)  # the filter logs a NaN loss as 0.0: a diverged run looked fine
         cbs = [_Heartbeat(), _StopOnNonFinite(), *(callbacks or [])]
+        pruning = sweep_trial.pruning_callback(metric) if has_eval else None  # a sweep trial: report each evaluation
+        if pruning is not None:
+            cbs.append(pruning)
         if patience and has_eval:
             cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
         trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                            data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
                            callbacks=cbs)
         trainer.head_lr = head_lr
+        start = time.perf_counter()
         trainer.train()
+        trainer.train_seconds = time.perf_counter() - start
         _reload_best(trainer)
         hist = history(trainer)
         if (run := runs.current()) is not None and len(hist):  # no evaluations (no eval set): nothing to write
             run.save_history(hist, history_name)
+        sweep_trial.raise_if_pruned(pruning)  # pruned: the run folder says `pruned`, the notebook stops here
         return trainer, hist
 
 

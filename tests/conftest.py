@@ -5,11 +5,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-if SHARED.is_dir():
-    os.environ.setdefault("POLARKIT_DATA", str(SHARED))
+from polarkit import environment
+
+os.environ.setdefault("POLARKIT_TRACKING", "off")  # tests that mirror to MLflow switch it on themselves
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline even without local data
+environment.default_to_shared_data()  # $POLARKIT_DATA, else ../shared/data beside the repo when it exists
 
 
 @pytest.fixture

@@ -32,18 +32,18 @@ DF = pd.DataFrame({"text": ["The cat sat on the mat.", "Cat the on sat.", "Dogs 
 
 
 def test_tokenize_counts_truncation_and_types(tok):
-    ds, n_cut = classifier.tokenize(DF, tok, max_length=12)
+    ds, n_cut = classifier.text_dataset(DF, tok, max_length=12)
     full = [len(tok(t)["input_ids"]) for t in DF["text"]]
     assert n_cut == sum(n > 12 for n in full) == 1
     assert ds["length"] == [min(n, 12) for n in full]
     assert ds["labels"] == [1, 0, 1, 0] and {"input_ids", "attention_mask"} <= set(ds.column_names)
-    pair, _ = classifier.tokenize(DF, tok, pair_col="other", label_col="y", label_dtype="float")
+    pair, _ = classifier.text_dataset(DF, tok, pair_col="other", label_col="y", label_dtype="float")
     assert pair["length"][0] == len(tok(DF.text[0], "x")["input_ids"])
     assert pair["labels"] == pytest.approx(DF.y.tolist())
 
 
 def test_prefix_goes_before_the_text_in_training_and_prediction(tok, encoder_factory, tmp_path):
-    ds, _ = classifier.tokenize(DF, tok, pair_col="other", prefix="query: ")
+    ds, _ = classifier.text_dataset(DF, tok, pair_col="other", prefix="query: ")
     assert ds["input_ids"][0] == tok("query: " + DF.text[0], "x")["input_ids"]  # not before the pair
     model = classifier.EncoderClassifier(encoder_factory(2), 2)
     plain = classifier.Predictor(model, tok, ["no", "yes"], max_length=32)
@@ -56,18 +56,18 @@ def test_prefix_goes_before_the_text_in_training_and_prediction(tok, encoder_fac
 
 def test_tokenize_multi_labels_and_no_labels(tok):
     df = DF.assign(a=[1, 0, 0, 1], b=[0, 0, 1, 1])
-    ds, _ = classifier.tokenize(df, tok, label_col=["a", "b"], label_dtype="multi")
+    ds, _ = classifier.text_dataset(df, tok, label_col=["a", "b"], label_dtype="multi")
     assert ds["labels"] == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
-    assert "labels" not in classifier.tokenize(DF, tok, label_col=None)[0].column_names
+    assert "labels" not in classifier.text_dataset(DF, tok, label_col=None)[0].column_names
 
 
 def test_tokenize_clear_errors(tok):
     with pytest.raises(ValueError, match=r"missing column\(s\) \['sentence'\]"):
-        classifier.tokenize(DF, tok, text_col="sentence")
+        classifier.text_dataset(DF, tok, text_col="sentence")
     with pytest.raises(ValueError, match="empty"):
-        classifier.tokenize(DF.iloc[:0], tok)
+        classifier.text_dataset(DF.iloc[:0], tok)
     with pytest.raises(ValueError, match="label_dtype"):
-        classifier.tokenize(DF, tok, label_dtype="str")
+        classifier.text_dataset(DF, tok, label_dtype="str")
 
 
 def test_pooling_against_manual():
@@ -102,9 +102,9 @@ def test_bad_model_arguments(encoder_factory):
 
 def test_fit_overfits_one_batch_and_save_load_roundtrip(tok, encoder_factory, tmp_path):
     train.setup(0)
-    ds, _ = classifier.tokenize(DF, tok)
+    ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2, dropout=0.0)
-    repeated = classifier.tokenize(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
+    repeated = classifier.text_dataset(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
     trainer, hist = train.fit(model, repeated, ds, out_dir=tmp_path / "ckpt", epochs=8, lr=1e-3, batch_size=4,
                               tokenizer=tok, compute_metrics=classifier.compute_metrics_for("classification"),
                               warmup_ratio=0.0, disable_tqdm=True)
@@ -156,7 +156,7 @@ def test_compute_metrics_against_sklearn_and_scipy():
 
 
 def test_fit_refuses_a_metric_the_eval_does_not_compute(tok, encoder_factory, tmp_path):
-    ds, _ = classifier.tokenize(DF, tok)
+    ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2)
     with pytest.raises(ValueError, match="'auc' is not computed.*'mcc'"):
         train.fit(model, ds, ds, out_dir=tmp_path, metric="auc", tokenizer=tok,
@@ -192,7 +192,7 @@ def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
 
 
 def test_head_lr_gives_the_head_its_own_scheduled_learning_rate(tok, encoder_factory, tmp_path):
-    ds, _ = classifier.tokenize(DF, tok)
+    ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2)
     trainer, _ = train.fit(model, ds, None, out_dir=tmp_path, max_steps=3, lr=1e-4, head_lr=1e-2, batch_size=2,
                            tokenizer=tok, warmup_ratio=0.0, disable_tqdm=True)
@@ -203,3 +203,15 @@ def test_head_lr_gives_the_head_its_own_scheduled_learning_rate(tok, encoder_fac
     assert sum(len(g["params"]) for g in groups if id(g["params"][0]) in head) == 2  # weight and bias
     assert by_head[True]["initial_lr"] == 1e-2 and by_head[False]["initial_lr"] == 1e-4
     assert {1e-4, 1e-2} <= set(trainer.lr_scheduler.base_lrs)  # the schedule scales each group's own peak
+
+
+def test_fit_times_training_in_a_temporary_checkpoint_folder(tok, encoder_factory, monkeypatch, tmp_path):
+    """One training time (`trainer.train_seconds`, the wall clock of train()); checkpoints in a folder removed after."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where fit's temporary folder goes
+    ds, _ = classifier.text_dataset(DF, tok)
+    model = classifier.EncoderClassifier(encoder_factory(), 2)
+    trainer, hist = train.fit(model, ds, ds, max_steps=2, evals_per_epoch=2, batch_size=2, tokenizer=tok,
+                              compute_metrics=classifier.compute_metrics_for("classification"), disable_tqdm=True)
+    assert 0 < trainer.train_seconds < 60 and len(hist)
+    assert trainer.args.greater_is_better is False  # metric "loss": lower is better (score.greater_is_better)
+    assert not any(tmp_path.iterdir()), "the checkpoint folder is gone"

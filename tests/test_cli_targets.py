@@ -31,8 +31,10 @@ def test_missing_yaml_names_the_path():
         cli._jobs(["params/quick/01_mnist_cnnn.yaml"], None)
     with pytest.raises(ParamError) as e:
         cli._jobs(["01"], "smoke-keywords")
+    have = ", ".join(sorted(p.parent.name for p in (ROOT / "params").glob("*/01_mnist_cnn.yaml")))
+    assert "smoke" in have and "sweeps" not in have
     assert str(e.value) == (f"{ROOT / 'params/smoke-keywords/01_mnist_cnn.yaml'}: missing: no 'smoke-keywords' "
-                            "parameter file for 01_mnist_cnn (profiles that have one: full, quick, smoke)")
+                            f"parameter file for 01_mnist_cnn (profiles that have one: {have})")
 
 
 def test_profile_accepts_the_variant_folders_under_params(capsys):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import polarkit.data as D
-from polarkit.data import _io
+from polarkit import environment
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared data at {SHARED}")
@@ -29,7 +29,7 @@ def shared_data(monkeypatch):
 def no_root(monkeypatch, tmp_path):
     """No POLARKIT_DATA and no ../shared/data: loaders must use the hub fallback."""
     monkeypatch.delenv("POLARKIT_DATA")
-    monkeypatch.setattr(_io, "DEFAULT_ROOT", tmp_path / "absent")
+    monkeypatch.setattr(environment, "DEFAULT_DATA", tmp_path / "absent")
 
 
 def fake_datasets(monkeypatch, load_dataset):
@@ -160,6 +160,15 @@ def test_lectures_and_keywords():
     assert len(skill) == 18 and skill["AWS"] == ["aws", "eks"]
 
 
+def test_free_text_jds():
+    for source, rows in (("wanted", 60), ("saramin", 386)):  # MANIFEST §6
+        df = D.load_free_text_jds(source)
+        assert len(df) == rows and list(df.columns) == ["회사명", "공고명", "직무내용", "document", "출처 URL", "source"]
+        assert (df["source"] == source).all() and (df["document"] == df["document"].str.strip()).all()
+    with pytest.raises(ValueError, match="source must be one of"):
+        D.load_free_text_jds("jobkorea")
+
+
 # --- sampling -----------------------------------------------------------------------------
 
 def test_sampling_is_seeded_and_without_replacement():
@@ -177,6 +186,18 @@ def test_mnist_sampling_keeps_pairs():
     full_x, full_y = D.load_mnist("test")
     idx = D._io.sample_index(10_000, 64, 3)
     assert np.array_equal(full_x[idx], x) and np.array_equal(full_y[idx], y)
+
+
+def test_sample_is_the_loaders_draw_in_file_order():
+    df = D.load_ksc("test")
+    picked = D.sample(df, 50, seed=7)
+    pd.testing.assert_frame_equal(picked, D.load_ksc("test", n=50, seed=7))  # one convention everywhere
+    pos = D.sample(df.assign(pos=range(len(df))), 50, seed=7)["pos"]
+    assert pos.is_monotonic_increasing and len(D.sample(df, None, 7)) == len(df)
+    drawn = D.sample(df, 50, seed=7, keep_order=False)  # pandas' draw, in its order
+    pd.testing.assert_frame_equal(drawn, df.sample(50, random_state=7).reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"frame X: missing column\(s\) \['gold'\]"):
+        D.require_columns(df, ["text", "gold"], "frame X")
 
 
 def test_train_val_split():

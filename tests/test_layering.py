@@ -9,7 +9,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "polarkit"
 # Lower layers never import higher ones; same-layer imports are allowed.
 LAYER = {"score": 0, "params": 1, "runs": 1, "environment": 1, "data": 2, "models": 3,
-         "train": 4, "trial": 4, "embed": 4, "viz": 5, "report": 6, "executor": 7, "sweep": 7, "cli": 8}
+         "train": 4, "trial": 4, "embed": 4, "viz": 5, "report": 6, "executor": 7, "scaffold": 7, "sweep": 7, "cli": 8,
+         "tracking": 1, "registry": 6, "predictors": 6, "pyfunc_model": 6, "serve": 7, "cli_models": 8}
 
 
 def _module(path: Path) -> str:

@@ -35,7 +35,7 @@ def test_testsheet_texts_and_sims():
 
 def test_testsheet_scores_and_breakdown():
     sims = np.array([0.9, 0.2, 0.5, 0.6])
-    got = matching.testsheet_scores(SHEET, sims, prefix="t_")
+    got = matching.testsheet_scores(SHEET, sims, key_prefix="t_")
     assert got["t_auc"] == pytest.approx(roc_auc_score(SHEET.label, sims))
     norm = (sims - sims.min()) / (sims.max() - sims.min())
     assert got["t_seed_gap"] == pytest.approx(np.mean(np.abs(SHEET.label - norm)))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from polarkit import models
 from polarkit.tasks import mnist
 
 
@@ -60,8 +61,8 @@ def test_cnn_shapes_and_size(digits):
     out = model(**batch(*digits))
     assert out["logits"].shape == (64, 10) and out["loss"].ndim == 0
     assert "loss" not in model(torch.zeros(2, 1, 28, 28))
-    assert 200_000 < mnist.n_params(model) < 250_000  # "~225k" like the CNN in CPU_NOTES
-    assert mnist.param_table(model)["params"].iloc[-1] == mnist.n_params(model)
+    assert 200_000 < models.n_params(model, trainable=True) < 250_000  # "~225k" like the CNN in CPU_NOTES
+    assert mnist.param_table(model)["params"].iloc[-1] == models.n_params(model, trainable=True)
 
 
 @pytest.mark.parametrize("patch_size, tokens", [(7, 16), (4, 49)])
@@ -76,7 +77,7 @@ def test_vit_shapes_and_size(digits, patch_size, tokens):
     w = 32
     per_layer = 8 * w * w + 11 * w
     embed = patch_size ** 2 * w + w + w + (tokens + 1) * w  # patch projection + bias, [CLS], positions
-    assert mnist.n_params(model) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
+    assert models.n_params(model, trainable=True) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
 
 
 def test_vit_rejects_bad_shapes():

@@ -284,3 +284,24 @@ def test_cli_models_prepare_reports_every_bad_spec(not_models, capsys):
     assert cli.main(["models", "--prepare", str(empty), "minilm-l6", str(junk)]) == 2
     out, err = capsys.readouterr()
     assert f"FAIL {empty}:" in err and f"FAIL {junk}:" in err and "prepared minilm-l6:" in out
+
+
+def test_a_load_parses_its_spec_once(monkeypatch, wordpiece):
+    from polarkit.models import n_params, specs
+
+    calls = []
+    real = specs.parse_spec
+
+    def counting(spec):
+        if isinstance(spec, str):  # a Spec passed on is not parsed again
+            calls.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(specs, "parse_spec", counting)
+    monkeypatch.setattr("polarkit.models.parse_spec", counting)
+    model = load_model("scratch:tiny", tokenizer=wordpiece)
+    describe("minilm-l6")
+    assert calls == ["scratch:tiny", "minilm-l6"]
+    assert n_params(model) == sum(p.numel() for p in model.parameters())
+    model.embeddings.requires_grad_(False)
+    assert n_params(model, trainable=True) == n_params(model) - n_params(model.embeddings)

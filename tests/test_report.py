@@ -152,3 +152,11 @@ def test_default_metric_never_picks_a_parameter(outputs):
     assert "val_frac" in board and report.default_metric(board) is None
     make_run(outputs, "98_tiny", {"val_mcc": 0.2}, params={"val_frac": 0.3})
     assert report.default_metric(report.leaderboard(outputs, "98_tiny").query("status == 'succeeded'")) == "val_mcc"
+
+
+def test_leaderboard_sorts_by_the_metric_direction(outputs):
+    for loss, acc in ((0.3, 0.8), (0.1, 0.9), (0.2, 0.7)):
+        make_run(outputs, "98_tiny", {"val_loss": loss, "val_accuracy": acc})
+    assert list(report.leaderboard(outputs, "98_tiny", metric="val_loss")["val_loss"]) == [0.1, 0.2, 0.3]
+    assert list(report.leaderboard(outputs, "98_tiny", metric="val_accuracy")["val_accuracy"]) == [0.9, 0.8, 0.7]
+    assert list(report.leaderboard(outputs, "98_tiny", metric="val_loss", ascending=False)["val_loss"]) == [0.3, 0.2, 0.1]

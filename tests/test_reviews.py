@@ -186,7 +186,7 @@ def test_pipeline_pairs_and_scores():
     pairs = R.pipeline_pairs(["r1", "r2", "r3"], kw, ["맛", "양"], 0.5, polarity)
     assert pairs == [[("맛", "negative")], [("맛", "negative")], [("맛", "negative"), ("양", "positive")]]
     gold = [[("맛", "negative")], [("양", "positive")], [("양", "positive")]]
-    m = R.pipeline_scores(gold, pairs, prefix="dev_")
+    m = R.pipeline_scores(gold, pairs, key_prefix="dev_")
     assert m["dev_pair_precision"] == pytest.approx(0.5) and m["dev_pair_recall"] == pytest.approx(2 / 3)
 
 
@@ -194,7 +194,7 @@ def test_pipeline_pairs_and_scores():
 
 def test_encode_counts_truncation_and_build_gives_one_output_per_class(tok):
     st = _stage("pair", R.POLARITIES, y=[0, 1, 0, 2], keyword=["맛", "양", "맛", "가격"])
-    enc, cut = R.encode(st, tok, max_length=6, splits=("train",))
+    enc, cut = R.stage_datasets(st, tok, max_length=6, splits=("train",))
     assert cut.truncated.iloc[0] == sum(len(tok(t, k)["input_ids"]) > 6 for t, k in zip(st.train.text, st.train.keyword))
     clf = R.build("scratch:tiny", st, tok)
     from polarkit.tasks import classifier

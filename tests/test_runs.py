@@ -93,8 +93,9 @@ def test_cli_check_refuses_bad_yaml_without_starting_anything(tmp_path, capsys, 
     def no_process(*args, **kwargs):
         raise AssertionError(f"check must not start a kernel or any process: {args[:1]}")
 
-    monkeypatch.setattr(subprocess, "Popen", no_process)  # cheap by construction: no kernel, no subprocess
+    # the launcher first: importing it binds its own `Popen` to subprocess.Popen, patched or not
     monkeypatch.setattr("jupyter_client.launcher.Popen", no_process)  # what launches a kernel
+    monkeypatch.setattr(subprocess, "Popen", no_process)  # cheap by construction: no kernel, no subprocess
     monkeypatch.setattr(executor, "execute", no_process)
     assert cli.main(["check", str(f)]) == 2
     assert "seeed: unknown parameter; did you mean 'seed'?" in capsys.readouterr().err
@@ -111,3 +112,12 @@ def test_cli_run_param_overrides_are_yaml_12_and_checked(outputs, tiny_notebook,
     assert cli.main(["run", str(tiny_notebook), "-p", "lr"]) == 2
     assert "expected NAME=VALUE" in capsys.readouterr().err
     assert len(list((outputs / "98_tiny").iterdir())) == 1  # refused before any kernel or folder
+
+
+def test_environment_capture_names_commit_versions_and_device():
+    from polarkit import environment
+
+    env = environment.capture()
+    assert {"commit", "dirty", "versions", "device", "cores", "data"} <= set(env)
+    assert env["versions"]["torch"] and env["device"] in ("cpu", "cuda", "mps")
+    assert environment.device("cpu") == "cpu" and environment.device() == env["device"]

@@ -15,7 +15,7 @@ def rng():
 
 def test_classification_matches_sklearn(rng):
     y, p = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
-    m = score.classification(y, p, prefix="val_")
+    m = score.classification(y, p, key_prefix="val_")
     assert m["val_accuracy"] == pytest.approx(skm.accuracy_score(y, p))
     assert m["val_mcc"] == pytest.approx(skm.matthews_corrcoef(y, p))
     assert m["val_f1"] == pytest.approx(skm.f1_score(y, p))
@@ -28,7 +28,7 @@ def test_classification_multiclass_uses_macro_f1(rng):
 
 def test_similarity_matches_scipy(rng):
     g, p = rng.uniform(0, 5, 100), rng.uniform(0, 5, 100)
-    m = score.similarity(g, p, prefix="dev_")
+    m = score.similarity(g, p, key_prefix="dev_")
     assert m["dev_pearson"] == pytest.approx(stats.pearsonr(g, p)[0])
     assert m["dev_spearman"] == pytest.approx(stats.spearmanr(g, p)[0])
     assert m["dev_f1"] == pytest.approx(skm.f1_score(g >= 3, p >= 3))
@@ -82,7 +82,15 @@ def test_best_thresholds_beat_or_match_half_on_the_same_data(rng):
 def test_pair_f1_counts_pairs_per_review():
     gold = [{("맛", "positive")}, {("가격", "negative"), ("양", "positive")}, set()]
     pred = [[("맛", "positive")], [("가격", "positive")], [("배달", "neutral")]]
-    m = score.pair_f1(gold, pred, prefix="dev_")
+    m = score.pair_f1(gold, pred, key_prefix="dev_")
     assert m["dev_pair_precision"] == pytest.approx(1 / 3) and m["dev_pair_recall"] == pytest.approx(1 / 3)
     assert m["dev_pair_f1"] == pytest.approx(1 / 3)
     assert score.pair_f1([set()], [set()])["pair_f1"] == 0.0
+
+
+def test_every_metric_name_carries_its_direction():
+    lower = ["loss", "eval_loss", "val_loss", "heldout_adapted_perplexity", "testsheet_seed_gap", "pool_error_rate",
+             "train_seconds", "val_mse"]
+    higher = ["accuracy", "eval_mcc", "val_micro_f1", "dev_pearson", "testsheet_auc", "dev_pair_f1", "test_lr"]
+    assert not any(score.greater_is_better(m) for m in lower)
+    assert all(score.greater_is_better(m) for m in higher)

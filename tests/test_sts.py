@@ -96,7 +96,7 @@ def test_cross_encoder_regression_and_similarity_roundtrip(tok, encoder, tmp_pat
     raw = classifier.Predictor(net, tok, [], 32).logits(PAIRS.sentence1.map(sts.clean), PAIRS.sentence2.map(sts.clean))
     np.testing.assert_allclose(sim.scores(PAIRS.sentence1, PAIRS.sentence2), np.clip(raw[:, 0] * 5, 0, 5), atol=1e-5)
     again = sts.Similarity.load(sim.save(tmp_path / "cross"))
-    assert again.kind == "cross" and again.do_clean
+    assert again.family == "cross" and again.do_clean
     assert again(PAIRS.sentence1[0], PAIRS.sentence2[0]) == pytest.approx(sim(PAIRS.sentence1[0], PAIRS.sentence2[0]), abs=1e-5)
 
 

@@ -3,8 +3,10 @@
 Every loader goes through `locate` (missing file -> FileNotFoundError naming the path),
 `read_table` / `read_text` / `read_json` (an empty, non-UTF-8 or unparsable file -> ValueError
 naming the file and the cause), `require_columns` (missing column -> ValueError naming file and
-columns) and `sample_rows` (seeded `n`), so the error messages are the same everywhere. `probe`
+columns) and `sample` (seeded `n`), so the error messages are the same everywhere. `probe`
 is the cheap version of the same checks that `polarkit data` runs over every file.
+`require_columns`, `sample` and `train_val_split` are also what the task modules call on their own
+frames (`polarkit.data.<name>`): one check, one random-draw convention in the whole package.
 """
 from __future__ import annotations
 
@@ -20,18 +22,7 @@ import numpy as np
 import pandas as pd
 
 from polarkit.data.registry import DATASETS
-
-ENV_VAR = "POLARKIT_DATA"
-# polarkit/data/_io.py -> parents[2] is the repo root (the parent of the package dir)
-DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def data_root() -> Path | None:
-    """$POLARKIT_DATA if set, else <repo>/../shared/data if it exists, else None (-> hub)."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    return DEFAULT_ROOT if DEFAULT_ROOT.is_dir() else None
+from polarkit.environment import DATA_ENV, data_root
 
 
 def _hub_hint(name: str) -> str:
@@ -39,7 +30,7 @@ def _hub_hint(name: str) -> str:
     if hub is None:
         return f"'{name}' has no Hugging Face hub fallback, so the local file is required"
     return (f"hub fallback {format_hub(hub)} is only tried when no data root exists "
-            f"(unset {ENV_VAR} and no ../shared/data)")
+            f"(unset {DATA_ENV} and no ../shared/data)")
 
 
 def format_hub(hub: tuple[str, str | None]) -> str:
@@ -50,21 +41,22 @@ def format_hub(hub: tuple[str, str | None]) -> str:
 def locate(name: str, rel: str) -> Path:
     """Absolute path of `rel` under the data root; FileNotFoundError says what is missing."""
     root = data_root()
-    env = os.environ.get(ENV_VAR)
+    env = os.environ.get(DATA_ENV)
     if root is None:
         raise FileNotFoundError(
-            f"dataset '{name}': no data root ({ENV_VAR} is not set and ../shared/data does "
+            f"dataset '{name}': no data root ({DATA_ENV} is not set and ../shared/data does "
             f"not exist), so {rel} cannot be read; {_hub_hint(name)}")
     path = root / rel
     if not path.is_file():
         raise FileNotFoundError(
-            f"dataset '{name}': missing file {path} ({ENV_VAR}={env!r}; expected layout: "
+            f"dataset '{name}': missing file {path} ({DATA_ENV}={env!r}; expected layout: "
             f"shared/data/MANIFEST.md); {_hub_hint(name)}")
     return path
 
 
 def require_columns(df: pd.DataFrame, required, source) -> pd.DataFrame:
-    """ValueError naming `source`, the missing and the found columns (never a bare KeyError)."""
+    """`df` if it has every column of `required`; else a ValueError naming `source` (a file, a split,
+    a function's input), the missing and the found columns (never a bare KeyError later on)."""
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}; columns found: "
@@ -181,20 +173,25 @@ def check_split(split: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"split must be one of {allowed}, got {split!r}")
 
 
-def sample_index(size: int, n: int | None, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded sample of n of `size` rows, without replacement;
-    all positions if n is None or n >= size."""
+def sample_index(size: int, n: int | None, seed: int, keep_order: bool = True) -> np.ndarray:
+    """Positions of a seeded sample of n of `size` rows, without replacement; all positions (in order)
+    if n is None or n >= size. The package's one convention for sub-samples: the rows pandas'
+    `df.sample(n, random_state=seed)` picks (numpy `RandomState(seed).choice`), sorted back into the
+    original order unless `keep_order` is False (then in the order drawn, as `df.sample` returns them)."""
     if n is None or n >= size:
         return np.arange(size)
     if n < 0:
         raise ValueError(f"n must be >= 0 or None, got {n}")
-    # sorted so a sample keeps the file's order; which rows are picked depends on seed
-    return np.sort(np.random.default_rng(seed).choice(size, size=n, replace=False))
+    # RandomState, not default_rng: the draws the committed quick figures were measured with (06, 04, 05)
+    idx = np.random.RandomState(seed).choice(size, size=n, replace=False)
+    return np.sort(idx) if keep_order else idx
 
 
-def sample_rows(df: pd.DataFrame, n: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """Seeded sample of n rows (a copy, index reset); the whole frame if n is None or too big."""
-    return df.iloc[sample_index(len(df), n, seed)].reset_index(drop=True)
+def sample(df: pd.DataFrame, n: int | None = None, seed: int = 0, keep_order: bool = True) -> pd.DataFrame:
+    """Seeded sample of n rows (a copy, index reset), in their original order or (`keep_order=False`) in
+    the order drawn; the whole frame if n is None or too big. Every seeded sub-sample in polarkit goes
+    through here (see `sample_index`)."""
+    return df.iloc[sample_index(len(df), n, seed, keep_order)].reset_index(drop=True)
 
 
 def hub_dataset(name: str, split: str, rel: str):
@@ -209,7 +206,7 @@ def hub_dataset(name: str, split: str, rel: str):
         return datasets.load_dataset(path, config, split=split)
     except Exception as exc:  # offline, renamed repo, script datasets no longer supported ...
         raise FileNotFoundError(
-            f"dataset '{name}': no local data root ({ENV_VAR} unset and no ../shared/data, "
+            f"dataset '{name}': no local data root ({DATA_ENV} unset and no ../shared/data, "
             f"so {rel} was not read) and the hub fallback "
             f"{format_hub(hub)}, split={split!r} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -221,8 +218,10 @@ def hub_frame(name: str, split: str, rel: str, required=(), rename=None) -> pd.D
 
 
 def train_val_split(df: pd.DataFrame, frac: float = 0.1, seed: int = 0):
-    """Seeded split of a frame into (train, val) with round(frac * len) rows in val."""
-    val_idx = sample_index(len(df), int(round(frac * len(df))), seed)
+    """Seeded split of a frame into (train, val) with round(frac * len) rows in val, both in the frame's
+    order. The val rows are drawn with numpy's `default_rng(seed)`, not `sample`'s RandomState: the
+    committed 03 and 06 figures rest on this split (the one draw that keeps its own generator)."""
+    val_idx = np.random.default_rng(seed).choice(len(df), size=int(round(frac * len(df))), replace=False)
     mask = np.zeros(len(df), dtype=bool)
     mask[val_idx] = True
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from polarkit.data._io import (check_rows, check_split, locate, read_json, read_text, require_columns,
-                               sample_rows)
+                               sample)
 
 # The organiser's list of 25 valid entity#attribute pairs (teddysum/korean_ABSA_baseline
 # README, 2022-10-05), whose '패키지/ 구성품#가격' typo is written as the data spells it.
@@ -21,7 +21,7 @@ NIKL_CATEGORIES = (
     "패키지/구성품#편의성", "패키지/구성품#다양성",
     "브랜드#일반", "브랜드#가격", "브랜드#디자인", "브랜드#품질", "브랜드#인지도",
 )
-POLARITIES = ("positive", "negative", "neutral")
+POLARITIES = ("positive", "negative", "neutral")  # class ids 0, 1, 2 wherever polarity is a label
 _NIKL_DIR = "korean_absa/nikluge_sa_2022/"
 _NIKL_FILES = {"train": (f"{_NIKL_DIR}nikluge-sa-2022-train.jsonl", 3_001),
                "dev": (f"{_NIKL_DIR}nikluge-sa-2022-dev.jsonl", 2_794)}
@@ -53,7 +53,7 @@ def load_nikl(split: str = "train", n: int | None = None, seed: int = 0) -> pd.D
     require_columns(df, ["id", "sentence_form", "annotation"], path)
     df = df.assign(annotations=[_pairs(a, path) for a in df["annotation"]])
     df = df.rename(columns={"sentence_form": "text"})[["id", "text", "annotations"]]
-    return sample_rows(check_rows(df, rows, path), n, seed)
+    return sample(check_rows(df, rows, path), n, seed)
 
 
 def _parse_seg(path) -> pd.DataFrame:
@@ -80,4 +80,4 @@ def load_ksc(split: str = "train", n: int | None = None, seed: int = 0) -> pd.Da
     check_split(split, tuple(_KSC_FILES))
     rel, rows = _KSC_FILES[split]
     path = locate("ksc_absa", rel)
-    return sample_rows(check_rows(_parse_seg(path), rows, path), n, seed)
+    return sample(check_rows(_parse_seg(path), rows, path), n, seed)

@@ -5,7 +5,7 @@ import csv
 
 import pandas as pd
 
-from polarkit.data._io import check_split, data_root, hub_frame, locate, read_table, sample_rows
+from polarkit.data._io import check_split, data_root, hub_frame, locate, read_table, sample
 
 _COLA_COLUMNS = ["source", "label", "orig_label", "text"]  # headerless TSV
 # GLUE validation = in-domain dev + out-of-domain dev, concatenated in this order
@@ -31,4 +31,4 @@ def load_cola(split: str = "train", n: int | None = None, seed: int = 0) -> pd.D
     else:
         df = pd.concat([_read_cola_tsv(rel, rows) for rel, rows in _COLA_FILES[split]],
                        ignore_index=True)
-    return sample_rows(df[["text", "label"]], n, seed)
+    return sample(df[["text", "label"]], n, seed)

@@ -1,4 +1,5 @@
-"""KDT-AiVENGERS job descriptions, TestSheet, lectures and keyword lists (MANIFEST §6).
+"""KDT-AiVENGERS job descriptions (sectioned and free-text crawls), TestSheet, lectures and keyword
+lists (MANIFEST §6).
 
 All files are UTF-8 (two with a BOM, hence utf-8-sig) comma CSVs with multi-line quoted
 cells; pandas' C parser handles them. Empty cells are read as "" (keep_default_na=False).
@@ -10,8 +11,8 @@ import json
 
 import pandas as pd
 
-from polarkit.data._io import locate, read_table, read_text, sample_rows
-from polarkit.data.registry import JUMPIT_FILES
+from polarkit.data._io import locate, read_table, read_text, sample
+from polarkit.data.registry import FREE_TEXT_JD_FILES, JUMPIT_FILES
 
 # section order of the original prediction tensor [41, 5 x 768] (MANIFEST §6a)
 JD_SECTIONS = ("자격요건", "우대조건", "복지", "회사소개", "주요업무")
@@ -55,7 +56,22 @@ def load_jd_corpus(sources=("jumpit", "jobplanet", "dataengineer"), n: int | Non
     if unknown:
         raise ValueError(f"unknown JD source(s) {sorted(unknown)}; choose from {list(JD_SOURCES)}")
     df = pd.concat([_read_source(s) for s in sources], ignore_index=True)
-    return sample_rows(df.drop_duplicates("출처 URL", keep="first"), n, seed)
+    return sample(df.drop_duplicates("출처 URL", keep="first"), n, seed)
+
+
+FREE_TEXT_SOURCES = tuple(FREE_TEXT_JD_FILES)  # wanted, saramin
+_FREE_TEXT_ROWS = {"wanted": 60, "saramin": 386}
+
+
+def load_free_text_jds(source: str = "wanted") -> pd.DataFrame:
+    """Wanted (60) or Saramin (386) postings -> DataFrame[회사명, 공고명, 직무내용, document, 출처 URL,
+    source]; `document` is the whole posting (채용공고상세, stripped): these crawls have no sections."""
+    if source not in FREE_TEXT_SOURCES:
+        raise ValueError(f"source must be one of {FREE_TEXT_SOURCES}, got {source!r}")
+    df = read_table(locate("jd_free_text", FREE_TEXT_JD_FILES[source]),
+                    ["회사명", "채용공고명", "직무명", "채용공고상세", "출처"], _FREE_TEXT_ROWS[source], **_CSV)
+    return pd.DataFrame({"회사명": df["회사명"], "공고명": df["채용공고명"], "직무내용": df["직무명"],
+                         "document": df["채용공고상세"].str.strip(), "출처 URL": df["출처"], "source": source})
 
 
 def load_testsheet() -> pd.DataFrame:

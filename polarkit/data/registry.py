@@ -17,6 +17,8 @@ class DatasetInfo(NamedTuple):
 _KDT = "kdt_aivengers/"
 # there is no jumpit_14 in the source repo (MANIFEST §6)
 JUMPIT_FILES = tuple(f"{_KDT}jd/jumpit/jumpit_{i:02d}.csv" for i in (*range(1, 14), *range(15, 23)))
+# crawls holding one free-text posting (채용공고상세) per row instead of sections (MANIFEST §6)
+FREE_TEXT_JD_FILES = {"wanted": f"{_KDT}jd/wanted_ver01_230621.csv", "saramin": f"{_KDT}jd/saramin_0626.csv"}
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
@@ -56,6 +58,9 @@ DATASETS: dict[str, DatasetInfo] = {
     "jd_corpus": DatasetInfo(
         (*JUMPIT_FILES, f"{_KDT}jd/jobplanet.csv", f"{_KDT}jd/extracted_dataengineer.csv"),
         None, "JD corpus: Jumpit crawl (2,724 unique URLs) + Jobplanet crawls"),
+    "jd_free_text": DatasetInfo(
+        tuple(FREE_TEXT_JD_FILES.values()), None,
+        "Wanted (60) and Saramin (386) JD crawls, one free-text posting each (recommendation pool)"),
     "lectures": DatasetInfo(
         (f"{_KDT}lectures/udemy_resultKE_prep.csv", f"{_KDT}lectures/prgms_ver01_230715.csv"),
         None, "Udemy (5,735) and Programmers (126) lecture lists"),

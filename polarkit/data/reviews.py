@@ -7,7 +7,7 @@ import functools
 import pandas as pd
 
 from polarkit.data._io import (check_rows, check_split, data_root, hub_frame, locate,
-                               read_table, sample_rows)
+                               read_table, sample)
 
 _NSMC_TEST = "nsmc/ratings_test.txt"
 _NSMC_DERIVED = "nsmc_derived/ratings_train_derived.txt"
@@ -56,7 +56,7 @@ def load_nsmc(split: str = "train", n: int | None = None, seed: int = 0,
     df = df.rename(columns={"document": "text"})[["id", "text", "label"]]
     if drop_empty:
         df = df[df["text"].str.strip() != ""]
-    return sample_rows(df, n, seed)
+    return sample(df, n, seed)
 
 
 def load_unsmile(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -71,4 +71,4 @@ def load_unsmile(split: str = "train", n: int | None = None, seed: int = 0) -> p
         df = read_table(locate("unsmile", rel), required, rows, sep="\t",
                         keep_default_na=False)
     df = df[required].rename(columns={"문장": "text"})
-    return sample_rows(df.astype({c: "int64" for c in UNSMILE_LABELS}), n, seed)
+    return sample(df.astype({c: "int64" for c in UNSMILE_LABELS}), n, seed)

@@ -11,7 +11,7 @@ import csv
 import pandas as pd
 
 from polarkit.data._io import (check_rows, check_split, data_root, hub_frame, locate, read_json,
-                               read_table, require_columns, sample_rows)
+                               read_table, require_columns, sample)
 
 _KLUE_FILES = {"train": "klue_sts/klue_sts_train.csv", "dev": "klue_sts/klue-sts-v1.1_dev.json"}
 _KORSTS_FILES = {"train": "korsts/sts-train.tsv", "dev": "korsts/sts-dev.tsv"}
@@ -55,7 +55,7 @@ def load_klue_sts(split: str = "train", n: int | None = None, seed: int = 0) -> 
     else:
         df = _klue_dev_local()
     cols = ["sentence1", "sentence2", "score"] + (["source"] if split == "dev" else [])
-    return sample_rows(add_binary(df[cols]), n, seed)
+    return sample(add_binary(df[cols]), n, seed)
 
 
 def load_korsts(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -73,4 +73,4 @@ def load_korsts(split: str = "train", n: int | None = None, seed: int = 0) -> pd
                         {"train": 5_749, "dev": 1_500}[split], sep="\t",
                         quoting=csv.QUOTE_NONE, keep_default_na=False)
         df = df.rename(columns={"genre": "source"})
-    return sample_rows(add_binary(df[["sentence1", "sentence2", "score", "source"]]), n, seed)
+    return sample(add_binary(df[["sentence1", "sentence2", "score", "source"]]), n, seed)

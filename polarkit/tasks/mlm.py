@@ -14,7 +14,6 @@ domain adaptation is judged on held-out text against a head-only warm-up, not ag
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,14 @@ import torch.nn.functional as F
 from transformers import DataCollatorForLanguageModeling, TrainerCallback
 from transformers.modeling_outputs import MaskedLMOutput
 
-from polarkit import train
+from polarkit import data, models, train
 
 STAGES = ("head", "full")
 
 
 def jd_texts(df: pd.DataFrame, sections=("자격요건", "우대조건", "주요업무"), min_chars: int = 20) -> pd.DataFrame:
     """JDs [N rows, one column per section] -> DataFrame[url, section, text], one row per non-trivial section."""
-    missing = [s for s in sections if s not in df.columns]
-    if missing:
-        raise ValueError(f"sections {missing} are not JD columns; columns: {list(df.columns)}")
+    data.require_columns(df, sections, "jd_texts: sections that are not JD columns")
     long = df.melt(id_vars=["출처 URL"], value_vars=list(sections), var_name="section", value_name="text")
     long["text"] = long["text"].astype(str).str.replace(r"[ \t]+", " ", regex=True).str.strip()
     long = long[long["text"].str.len() >= min_chars].rename(columns={"출처 URL": "url"})
@@ -141,8 +138,7 @@ def set_trainable(model, stage: str, freeze_embeddings: bool = True) -> dict[str
     for p in model.parameters():
         p.requires_grad = (id(p) in head_ids or stage == "full") and not (
             p is words and (stage == "head" or freeze_embeddings))
-    params = {id(p): p for p in model.parameters()}.values()  # tied weights counted once
-    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+    return {"trainable": models.n_params(model, trainable=True), "total": models.n_params(model)}
 
 
 def head_state(model) -> dict[str, torch.Tensor]:
@@ -197,18 +193,16 @@ def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, ou
 
     history: DataFrame[step, train_loss, eval_loss, stage]; eval_loss on the fixed held-out batches.
     Nothing is checkpointed (no eval set): `out_dir` None gives Trainer a temporary folder, removed after.
+    `trainer.train_seconds` is the stage's training time (held-out scoring included).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     set_trainable(model, stage, freeze_embeddings)
     curve = HeldoutCurve(heldout, steps // max(1, evals))
-    # fit derives logging_steps from evals_per_epoch; ask for ~20 training-loss points in `steps`
-    per_epoch = max(1, len(train_ds) // batch_size)
-    with tempfile.TemporaryDirectory(prefix="polarkit_mlm_") as tmp:
-        trainer, _ = train.fit(model, train_ds, None, out_dir=out_dir or tmp, max_steps=steps, lr=lr, batch_size=batch_size,
-                               collator=collate, group_by_length=False, seed=seed, callbacks=[curve],
-                               evals_per_epoch=max(1, per_epoch * 20 // (4 * steps)),
-                               remove_unused_columns=False, **fit_kw)  # keep word_ids for the collator
+    trainer, _ = train.fit(model, train_ds, None, out_dir=out_dir, max_steps=steps, lr=lr, batch_size=batch_size,
+                           collator=collate, group_by_length=False, seed=seed, callbacks=[curve],
+                           logging_steps=max(1, steps // 20),  # ~20 training-loss points per stage
+                           remove_unused_columns=False, **fit_kw)  # keep word_ids for the collator
     logged = [{"step": e["step"], "train_loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
     hist = pd.concat([pd.DataFrame(logged), pd.DataFrame(curve.rows)], ignore_index=True)
     return trainer, hist.groupby("step", as_index=False).first().assign(stage=stage)

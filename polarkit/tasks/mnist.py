@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ViTConfig, ViTForImageClassification
 
-from polarkit import score
+from polarkit import models, score
+from polarkit.tasks import classifier
 
 MEAN, STD = 0.1307, 0.3081  # MNIST train-set pixel statistics (of x / 255)
 CLASSES = [str(d) for d in range(10)]
@@ -99,22 +100,14 @@ def position_similarity(model: ViTForImageClassification) -> np.ndarray:
     return (pos @ pos.T).reshape(-1, g, g).numpy()
 
 
-def n_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def param_table(model: nn.Module) -> pd.DataFrame:
     """Trainable parameters per top-level child module, plus a total row -> DataFrame[module, params]."""
-    rows = [(name, n_params(child)) for name, child in model.named_children()]
-    return pd.DataFrame(rows + [("total", n_params(model))], columns=["module", "params"])
+    rows = [(name, models.n_params(child, trainable=True)) for name, child in model.named_children()]
+    return pd.DataFrame(rows + [("total", models.n_params(model, trainable=True))], columns=["module", "params"])
 
 
-def compute_metrics(eval_pred) -> dict[str, float]:
-    """Trainer hook: (logits [N, 10], labels [N]) -> {"accuracy", "mcc", "f1" (macro)}."""
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return score.classification(labels, np.argmax(logits, axis=-1), average="macro")
+# Trainer hook: (logits [N, 10], labels [N]) -> {"accuracy", "mcc", "f1"}, F1 macro over the ten digits
+compute_metrics = classifier.compute_metrics_for("classification", average="macro")
 
 
 def predictions_frame(logits, labels) -> pd.DataFrame:

@@ -31,9 +31,7 @@ def clean(text: str) -> str:
 
 def check(df: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     """ValueError unless df has sentence1, sentence2, score in 0-5 and at least one row."""
-    missing = [c for c in ("sentence1", "sentence2", "score") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}; columns found: {list(df.columns)}")
+    data.require_columns(df, ("sentence1", "sentence2", "score"), name)
     if len(df) == 0:
         raise ValueError(f"{name}: no rows left (empty split after filtering?)")
     bad = df[(df["score"] < 0) | (df["score"] > SCALE) | df["score"].isna()]
@@ -55,13 +53,6 @@ def preprocess(df: pd.DataFrame, do_clean: bool = True, dedup: bool = True) -> p
     return check(out.reset_index(drop=True), "after preprocessing")
 
 
-def _take(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """A seeded sample of n rows in their original order (all rows if n is None or too big)."""
-    if n is None or n >= len(df):
-        return df.reset_index(drop=True)
-    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
-
-
 def load_splits(do_clean: bool = True, dedup: bool = True, val_frac: float = 0.1, korsts: bool = False,
                 n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
                 seed: int = 0) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
@@ -80,7 +71,8 @@ def load_splits(do_clean: bool = True, dedup: bool = True, val_frac: float = 0.1
     test = check(data.load_klue_sts("dev"), "KLUE-STS dev")  # every official pair stays, even if cleaning empties it
     if do_clean:
         test = test.assign(sentence1=test["sentence1"].map(clean), sentence2=test["sentence2"].map(clean))
-    splits = {"train": _take(train, n_train, seed), "val": _take(val, n_val, seed), "test": _take(test, n_test, seed)}
+    splits = {"train": data.sample(train, n_train, seed), "val": data.sample(val, n_val, seed),
+              "test": data.sample(test, n_test, seed)}
     for name, df in splits.items():
         check(df, f"{name} split")
     counts |= {f"used: {k}": len(v) for k, v in splits.items()}
@@ -114,7 +106,7 @@ def augment(df: pd.DataFrame, frac: float = 0.2, p_delete: float = 0.1, n_swap: 
     if frac <= 0:
         return df.iloc[:0].assign(augmented=True)
     rng = np.random.default_rng(seed)
-    rows = df.sample(n=min(len(df), int(round(frac * len(df)))), random_state=seed).copy()
+    rows = data.sample(df, int(round(frac * len(df))), seed, keep_order=False)
     swap = rng.random(len(rows)) < 0.5
     op = lambda s, sw: random_swap(s, n_swap, rng) if sw else random_deletion(s, p_delete, rng)  # noqa: E731
     rows["sentence1"] = [op(s, sw) for s, sw in zip(rows["sentence1"], swap)]
@@ -142,10 +134,10 @@ def length_table(lengths: Sequence[int], max_length: int) -> pd.DataFrame:
 
 def cross_dataset(df: pd.DataFrame, tokenizer, max_length: int = 128):
     """(datasets.Dataset of joint pairs with labels = score / 5, n_truncated)."""
-    from polarkit.tasks.classifier import tokenize
+    from polarkit.tasks.classifier import text_dataset
 
     check(df)
-    return tokenize(df.assign(target=df["score"] / SCALE), tokenizer, "sentence1", "sentence2",
+    return text_dataset(df.assign(target=df["score"] / SCALE), tokenizer, "sentence1", "sentence2",
                     "target", max_length, label_dtype="float")
 
 
@@ -225,18 +217,17 @@ def bi_scores(encoder: nn.Module, tokenizer, s1: Sequence[str], s2: Sequence[str
 class Similarity:
     """`similarity(s1, s2) -> float` in 0-5 from a trained cross-encoder or bi-encoder."""
 
-    def __init__(self, model: nn.Module, tokenizer, kind: str, max_length: int = 128, prefix: str = "",
+    def __init__(self, model: nn.Module, tokenizer, family: str, max_length: int = 128, prefix: str = "",
                  do_clean: bool = False):
-        if kind not in ("cross", "bi"):
-            raise ValueError(f"kind must be 'cross' or 'bi', got {kind!r}")
-        self.model, self.tokenizer, self.kind = model, tokenizer, kind
+        check_family(family)
+        self.model, self.tokenizer, self.family = model, tokenizer, family
         self.max_length, self.prefix, self.do_clean = max_length, prefix, do_clean
 
     def scores(self, s1: Sequence[str], s2: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Predicted scores [N], clipped to 0-5."""
         if self.do_clean:  # the model was trained on cleaned text: clean its inputs the same way
             s1, s2 = [clean(s) for s in s1], [clean(s) for s in s2]
-        if self.kind == "bi":
+        if self.family == "bi":
             enc = self.model.encoder if isinstance(self.model, BiEncoder) else self.model
             z = bi_scores(enc, self.tokenizer, s1, s2, self.prefix, self.max_length, batch_size)
         else:
@@ -248,14 +239,16 @@ class Similarity:
         return float(self.scores([s1], [s2])[0])
 
     def save(self, directory) -> Path:
-        """Cross: `text.save_classifier`; bi: the encoder in HF format. Plus sts.json (kind, prefix, ...)."""
+        """Cross: `classifier.save_classifier`; bi: the encoder in HF format. Plus sts.json (family,
+        prefix, ...)."""
         d = Path(directory)
-        if self.kind == "cross":
+        if self.family == "cross":
             save_classifier(self.model, self.tokenizer, d, ["score"], self.max_length)
         else:
             (self.model.encoder if isinstance(self.model, BiEncoder) else self.model).save_pretrained(d)
             self.tokenizer.save_pretrained(d)
-        meta = {"kind": self.kind, "max_length": self.max_length, "prefix": self.prefix, "clean": self.do_clean}
+        meta = {"family": self.family, "max_length": self.max_length, "prefix": self.prefix,
+                "clean": self.do_clean}
         (d / "sts.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         return d
 
@@ -266,11 +259,12 @@ class Similarity:
 
         d = Path(directory)
         meta = json.loads((d / "sts.json").read_text(encoding="utf-8"))
-        if meta["kind"] == "cross":
+        family = meta.get("family", meta.get("kind"))  # folders saved before the rename say "kind"
+        if family == "cross":
             model, tok, _ = load_classifier(d)
         else:
             model, tok = AutoModel.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d)
-        return cls(model, tok, meta["kind"], meta["max_length"], meta["prefix"], meta["clean"])
+        return cls(model, tok, family, meta["max_length"], meta["prefix"], meta["clean"])
 
 
 def cross_encoder(encoder: nn.Module, pooling: str = "mean", dropout: float = 0.1) -> EncoderClassifier:
@@ -278,21 +272,26 @@ def cross_encoder(encoder: nn.Module, pooling: str = "mean", dropout: float = 0.
     return EncoderClassifier(encoder, 1, pooling, "regression", dropout)
 
 
-FAMILIES = ("bi", "cross")
+FAMILIES = ("bi", "cross")  # SBERT bi-encoder | cross-encoder (notebook 06's `family` parameter)
+
+
+def check_family(family: str) -> str:
+    """`family` if it is one of FAMILIES, else a ValueError listing them."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return family
 
 
 def build(family: str, encoder: nn.Module, pooling: str = "mean", dropout: float = 0.1) -> nn.Module:
     """BiEncoder (mean pooling) or cross-encoder (`pooling` under a regression head) on `encoder`."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    check_family(family)
     return BiEncoder(encoder) if family == "bi" else cross_encoder(encoder, pooling, dropout)
 
 
 def make_dataset(family: str, df: pd.DataFrame, tokenizer, max_length: int = 128, prefix: str = ""):
     """(datasets.Dataset for `family`, n_truncated): cross = joint pairs cut at max_length;
     bi = each sentence with `prefix`, cut at max_length (a pair counts once if either side is cut)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    check_family(family)
     if family == "cross":
         return cross_dataset(df, tokenizer, max_length)
     return bi_dataset(df, tokenizer, max_length, prefix)

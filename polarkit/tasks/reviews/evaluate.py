@@ -1,7 +1,7 @@
 """Scores, tables, the seed-shaped predictor, and the keyword -> polarity pipeline.
 
     p = predictor.scores(stage.test["text"])                 # [N, C]
-    m = evaluate(stage, p, "test", prefix="test_")            # {test_accuracy, test_f1, ...}
+    m = evaluate(stage, p, "test", key_prefix="test_")        # {test_accuracy, test_f1, ...}
     table, thr = compare(stage, {"transformer": {"val": pv, "test": pt}, "tfidf": {...}}, "test")
     pairs = pipeline_pairs(texts, kw_probs, kw_labels, thresholds, polarity_proba)
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from polarkit import score
-from polarkit.tasks.reviews.explain import describe
+from polarkit.tasks.reviews.explain import label_names
 from polarkit.tasks.reviews.stages import POLARITIES, Stage
 
 
@@ -30,19 +30,21 @@ def predicted(stage: Stage, probs, threshold=0.5) -> np.ndarray:
     return (probs >= np.asarray(threshold)).astype(int) if stage.kind == "multi" else probs.argmax(axis=1)
 
 
-def evaluate(stage: Stage, probs, split: str, threshold=0.5, prefix: str | None = None) -> dict[str, float]:
+def evaluate(stage: Stage, probs, split: str, threshold=0.5, key_prefix: str | None = None) -> dict[str, float]:
     """Metrics of a split: accuracy, MCC, macro F1 over every declared class (+ F1 of class 1 if binary);
-    multi-label: micro/macro precision, recall, F1 and exact match. Keys `{prefix}{metric}`."""
-    prefix = f"{split}_" if prefix is None else prefix
+    multi-label: micro/macro precision, recall, F1 and exact match. Keys `{key_prefix}{metric}`
+    (default key_prefix: `{split}_`)."""
+    key_prefix = f"{split}_" if key_prefix is None else key_prefix
     y, pred = stage.y(split), predicted(stage, probs, threshold)
     if stage.kind == "multi":
-        out = score.multilabel(y, probs, threshold, prefix=prefix)
-        return out | {f"{prefix}exact_match": float(np.mean((y == pred).all(axis=1)))}
-    out = score.classification(y, pred, prefix=prefix, average="binary" if len(stage.labels) == 2 else "macro")
+        out = score.multilabel(y, probs, threshold, key_prefix=key_prefix)
+        return out | {f"{key_prefix}exact_match": float(np.mean((y == pred).all(axis=1)))}
+    average = "binary" if len(stage.labels) == 2 else "macro"
+    out = score.classification(y, pred, key_prefix=key_prefix, average=average)
     if len(stage.labels) > 2:  # sklearn's macro skips classes absent from both y and pred: use ours
-        out.pop(f"{prefix}f1")
+        out.pop(f"{key_prefix}f1")
     macro = np.mean([c["f1"] for c in score.per_class(y, pred, stage.labels).values()])
-    return out | {f"{prefix}macro_f1": float(macro)}
+    return out | {f"{key_prefix}macro_f1": float(macro)}
 
 
 def errors(stage: Stage, probs, split: str, threshold=0.5) -> np.ndarray:
@@ -73,12 +75,12 @@ def compare(stage: Stage, probs: dict[str, dict[str, np.ndarray]], test_split: s
     rows, chosen = {}, {}
     for name, p in probs.items():
         m = evaluate(stage, p["val"], "val", threshold) | evaluate(stage, p["test"], "test", threshold,
-                                                                   prefix=f"{test_split}_")
+                                                                   key_prefix=f"{test_split}_")
         chosen[name] = threshold
         if stage.kind == "multi":
             chosen[name] = score.best_thresholds(stage.y("val"), p["val"], default=threshold)
             m |= {k.replace("_", "_tuned_", 1): v for k, v in
-                  evaluate(stage, p["test"], "test", chosen[name], prefix=f"{test_split}_").items()}
+                  evaluate(stage, p["test"], "test", chosen[name], key_prefix=f"{test_split}_").items()}
         rows[name] = m
     return pd.DataFrame(rows).T, chosen
 
@@ -105,7 +107,7 @@ def score_pipeline(data, keyword_proba: dict[str, Callable], polarity_proba: dic
     table, chosen = compare(kw, probs, data.test_split, threshold)
     texts, gold = data.reviews["text"].tolist(), data.reviews["pairs"].tolist()
     pairs = {n: pipeline_pairs(texts, probs[n]["test"], kw.labels, chosen[n], polarity_proba[n]) for n in probs}
-    pipe = {n: pipeline_scores(gold, p, prefix=f"{data.test_split}_") for n, p in pairs.items()}
+    pipe = {n: pipeline_scores(gold, p, key_prefix=f"{data.test_split}_") for n, p in pairs.items()}
     return table, pd.DataFrame(pipe).T, pairs
 
 
@@ -115,8 +117,8 @@ def prediction_frame(stage: Stage, probs, split: str, threshold=0.5) -> pd.DataF
     probs = np.asarray(probs)
     out = df[["text"] + (["keyword"] if stage.pair_col else [])].copy()
     gold = stage.y(split)
-    out["gold"] = describe(gold, stage.labels, "multi") if stage.kind == "multi" else [stage.labels[i] for i in gold]
-    out["predicted"] = describe(probs, stage.labels, stage.kind, threshold)
+    out["gold"] = label_names(gold, stage.labels, "multi") if stage.kind == "multi" else [stage.labels[i] for i in gold]
+    out["predicted"] = label_names(probs, stage.labels, stage.kind, threshold)
     out["confidence"] = probs.max(axis=1)
     return pd.concat([out, pd.DataFrame(probs, columns=[f"p_{c}" for c in stage.labels], index=out.index)], axis=1)
 
@@ -135,7 +137,7 @@ class ReviewPredictor:
                 batch_size: int = 64) -> list[dict]:
         texts = [str(t) for t in texts]
         p = np.asarray(self.proba(texts, None if keywords is None else list(keywords), batch_size=batch_size))
-        names = describe(p, self.labels, self.kind, self.threshold)
+        names = label_names(p, self.labels, self.kind, self.threshold)
         out = []
         for i, (t, row) in enumerate(zip(texts, p)):
             label = [n for n in names[i].split(", ") if n] if self.kind == "multi" else names[i]
@@ -165,8 +167,8 @@ def pipeline_pairs(texts: Sequence[str], keyword_probs, keyword_labels: Sequence
     return out
 
 
-def pipeline_scores(gold_pairs, pred_pairs, keyword_gold=None, prefix: str = "") -> dict[str, float]:
+def pipeline_scores(gold_pairs, pred_pairs, keyword_gold=None, key_prefix: str = "") -> dict[str, float]:
     """Pair micro-F1 (the NIKL metric) + keyword-only micro-F1 (pairs with polarity ignored)."""
-    out = score.pair_f1(gold_pairs, pred_pairs, prefix=prefix)
+    out = score.pair_f1(gold_pairs, pred_pairs, key_prefix=key_prefix)
     kw = score.pair_f1([{(k,) for k, _ in g} for g in gold_pairs], [{(k,) for k, _ in p} for p in pred_pairs])
-    return out | {f"{prefix}pipeline_keyword_f1": kw["pair_f1"]}
+    return out | {f"{key_prefix}pipeline_keyword_f1": kw["pair_f1"]}

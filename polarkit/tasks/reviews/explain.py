@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from polarkit import data, viz
 
 
 @dataclass
@@ -55,12 +56,6 @@ def highlights(proba, text: str, pair: str | None = None, labels=None, mask_toke
     return Highlight(str(text), words, p[0, t] - p[1:, t], name, float(p[0, t]), pair)
 
 
-def _colour(drop: float, scale: float) -> tuple[float, float, float, float]:
-    """Red for words that support the prediction (positive drop), blue for words against it."""
-    a = min(1.0, abs(drop) / scale) * 0.85 if scale > 0 else 0.0
-    return (0.86, 0.15, 0.15, a) if drop >= 0 else (0.15, 0.35, 0.86, a)
-
-
 def _scale(h: Highlight) -> float:
     """Shade relative to the text's own largest change, so a long review's words stay readable."""
     return max(float(np.abs(h.drops).max()) if len(h.drops) else 0.0, 1e-6)
@@ -74,7 +69,7 @@ def highlight_html(items: list[Highlight], title: str = "word highlights") -> st
         spans = " ".join(
             f'<span title="drop {d:+.3f}" style="background:rgba({int(c[0] * 255)},{int(c[1] * 255)},'
             f'{int(c[2] * 255)},{c[3]:.2f});padding:1px 2px;border-radius:3px">{_html.escape(w)}</span>'
-            for w, d in zip(h.words, h.drops) for c in [_colour(d, scale)])
+            for w, d in zip(h.words, h.drops) for c in [viz.signed_colour(d, scale)])
         head = f"<b>{_html.escape(h.target)}</b> p={h.prob:.2f}" + (
             f" · keyword <i>{_html.escape(h.pair)}</i>" if h.pair else "")
         rows.append(f'<div style="margin:6px 0"><div style="font-size:80%;color:#555">{head}</div>{spans}</div>')
@@ -88,43 +83,8 @@ def highlight_html(items: list[Highlight], title: str = "word highlights") -> st
 
 def highlight_figure(items: list[Highlight], width: float = 9.0, fontsize: int = 11) -> Figure:
     """The same view as a matplotlib Figure: words drawn left to right in shaded boxes, wrapped."""
-    lines = [_wrap(h, 48) for h in items]
-    n_rows = sum(len(ls) + 1 for ls in lines)
-    fig = Figure(figsize=(width, 0.32 * n_rows + 0.4))
-    FigureCanvasAgg(fig)  # a canvas that can measure text (word boxes are placed one after another)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_axis_off()
-    ax.set(xlim=(0, 1), ylim=(n_rows + 0.5, 0))
-    row = 0.5
-    for h, wrapped in zip(items, lines):
-        ax.text(0.01, row, f"{h.target} p={h.prob:.2f}" + (f"  [{h.pair}]" if h.pair else ""),
-                fontsize=fontsize - 2, color="#555", va="center")
-        for chunk in wrapped:
-            row += 1
-            _draw_words(fig, ax, chunk, row, _scale(h), fontsize)
-        row += 1
-    return fig
-
-
-def _wrap(h: Highlight, chars: int) -> list[list[tuple[str, float]]]:
-    """Split (word, drop) pairs into lines of about `chars` characters."""
-    lines, cur, n = [], [], 0
-    for w, d in zip(h.words, h.drops):
-        if cur and n + len(w) > chars:
-            lines, cur, n = lines + [cur], [], 0
-        cur.append((w, float(d)))
-        n += len(w) + 1
-    return lines + [cur] if cur else lines
-
-
-def _draw_words(fig: Figure, ax, words, row: float, scale: float, fontsize: int) -> None:
-    """Draw one line of words at `row`, measuring each box to place the next."""
-    renderer, x = fig.canvas.get_renderer(), 0.01
-    for w, d in words:
-        t = ax.text(x, row, w, fontsize=fontsize, va="center",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": _colour(d, scale), "edgecolor": "none"})
-        box = t.get_window_extent(renderer).transformed(ax.transData.inverted())
-        x = box.x1 + 0.012
+    headers = [f"{h.target} p={h.prob:.2f}" + (f"  [{h.pair}]" if h.pair else "") for h in items]
+    return viz.shaded_words([(h.words, h.drops) for h in items], headers, width=width, fontsize=fontsize)
 
 
 # ---- active learning ----------------------------------------------------------------------
@@ -163,15 +123,16 @@ def active_learning_picks(pool: pd.DataFrame, probs, labels, kind: str, tokenize
     cols = ["text"] + (["keyword"] if "keyword" in pool else [])
     table[cols] = pool.iloc[idx][cols].to_numpy()
     table["uncertainty"], table["rare_share"] = u[idx], rare[idx]
-    table["predicted"] = describe(probs[idx], labels, kind, threshold)
+    table["predicted"] = label_names(probs[idx], labels, kind, threshold)
     table["confidence"] = probs[idx].max(axis=1)
     if "label" in pool:  # a labelled pool (held out from training): keep the gold to check the picks
         table["gold"] = [_name(v, labels, kind) for v in pool["label"].iloc[idx]]
     return table.assign(pool_index=idx)
 
 
-def describe(probs, labels, kind: str, threshold=0.5) -> list[str]:
-    """Predicted label names per row of [N, C] probabilities ("a, b" for multi-label)."""
+def label_names(probs, labels, kind: str, threshold=0.5) -> list[str]:
+    """Label names per row of [N, C] probabilities (or 0/1 targets): the argmax class, or for
+    multi-label ("multi") the classes at or above `threshold` (scalar or [C]) joined as "a, b"."""
     probs = np.asarray(probs)
     if kind == "multi":
         return [", ".join(labels[j] for j in np.flatnonzero(r >= np.asarray(threshold))) for r in probs]
@@ -199,7 +160,7 @@ def highlight_examples(proba, stage, split: str = "test", n: int = 6, seed: int 
     df = getattr(stage, split)
     words = df["text"].str.split().str.len()
     pick = df[(words >= 3) & (words <= 40)]
-    pick = (pick if len(pick) >= n else df).sample(min(n, len(df)), random_state=seed)
+    pick = data.sample(pick if len(pick) >= n else df, n, seed, keep_order=False)
     return [highlights(proba, t, k, stage.labels, mask_token)
             for t, k in zip(pick["text"], pick["keyword"] if "keyword" in pick else [None] * len(pick))]
 

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from polarkit import data as D
-from polarkit.data._io import sample_rows
+from polarkit.data import POLARITIES
 
 TASKS = {"sentiment": ("nsmc",), "keywords": ("unsmile", "nikl"), "keyword_sentiment": ("nikl", "ksc")}
 KINDS = ("single", "multi", "pair")
-POLARITIES = ("positive", "negative", "neutral")
 SENTIMENT_LABELS = ("부정", "긍정")  # NSMC label 0 / 1
 TEST_SAMPLE_SEED = 0  # a fixed test sample: the same reviews are scored whatever the run's seed
 # held-out split per dataset (its name goes into the metric keys, e.g. valid_micro_f1)
@@ -94,10 +93,7 @@ def validate(df: pd.DataFrame, kind: str, labels, text_col: str = "text", label_
     `labels` (class ids 0..C-1; for multi-label a 0/1 vector of length C per row); returns df."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    need = [text_col, label_col] + ([pair_col] if pair_col else [])
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; columns found: {list(df.columns)}")
+    D.require_columns(df, [text_col, label_col] + ([pair_col] if pair_col else []), source)
     for col in [text_col] + ([pair_col] if pair_col else []):
         empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
         if len(empty):
@@ -139,7 +135,7 @@ def _source(dataset: str, split: str, n: int | None = None) -> pd.DataFrame:
     df = D.load_ksc(split)  # one row per (review, aspect): group into reviews
     df = df.assign(pair=list(zip(df["aspect"], df["polarity"])))
     out = df.groupby("text", sort=False)["pair"].agg(lambda s: sorted(set(s))).reset_index()
-    return sample_rows(out.rename(columns={"pair": "pairs"}), n, TEST_SAMPLE_SEED)
+    return D.sample(out.rename(columns={"pair": "pairs"}), n, TEST_SAMPLE_SEED)
 
 
 def _split_reviews(df: pd.DataFrame, n_train, n_pool, val_frac, seed):

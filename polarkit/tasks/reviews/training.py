@@ -1,14 +1,10 @@
 """Train one stage (sentiment / keywords / polarity) on an encoder: tokenise, build, fit.
 
-    enc, cut = encode(stage, tok, max_length=64, prefix="query: ")  # {split: Dataset}, truncation counts
+    enc, cut = stage_datasets(stage, tok, max_length=64, prefix="query: ")  # {split: Dataset}, truncation counts
     clf = build(spec, stage, tok, pooling="mean", freeze_embeddings=True)
     trainer, hist, seconds = train_stage(clf, stage, enc, tok, epochs=1, lr=5e-5, ...)
 """
 from __future__ import annotations
-
-import shutil
-import tempfile
-import time
 
 import numpy as np
 import pandas as pd
@@ -22,8 +18,8 @@ _PROBLEM = {"single": "single_label_classification", "pair": "single_label_class
             "multi": "multi_label_classification"}
 
 
-def encode(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val", "test", "pool"),
-           prefix: str = "") -> tuple[dict, pd.DataFrame]:
+def stage_datasets(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val", "test", "pool"),
+                   prefix: str = "") -> tuple[dict, pd.DataFrame]:
     """Tokenise a stage's splits -> ({split: datasets.Dataset}, table of texts cut at max_length);
     `prefix` goes before every review (e5 was trained with "query: ")."""
     out, rows = {}, []
@@ -31,8 +27,8 @@ def encode(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val
         df = getattr(stage, s)
         if len(df) == 0:
             continue
-        out[s], n_cut = classifier.tokenize(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
-                                      label_dtype=stage.label_dtype, prefix=prefix)
+        out[s], n_cut = classifier.text_dataset(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
+                                                label_dtype=stage.label_dtype, prefix=prefix)
         rows.append({"stage": stage.name, "split": s, "rows": len(df), "truncated": n_cut,
                      "truncated_share": round(n_cut / len(df), 4)})
     return out, pd.DataFrame(rows)
@@ -87,27 +83,18 @@ def stage_metric(stage: Stage, best_metric: str) -> str:
     return "loss" if best_metric == "loss" else "micro_f1" if stage.kind == "multi" else "f1"
 
 
-def fit_stage(clf, stage: Stage, encoded: dict, tokenizer, *, out_dir, epochs: float = 1.0, lr: float = 5e-5,
-              batch_size: int = 32, max_steps: int = -1, evals_per_epoch: int = 2, patience: int | None = None,
-              best_metric: str = "loss", seed: int = 0, **extra):
-    """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint on val by
-    `best_metric` (see `stage_metric`)."""
+def train_stage(clf, stage: Stage, encoded: dict, tokenizer, *, epochs: float = 1.0, lr: float = 5e-5,
+                batch_size: int = 32, max_steps: int = -1, evals_per_epoch: int = 2, patience: int | None = None,
+                best_metric: str = "loss", seed: int = 0, **extra):
+    """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint on val by `best_metric`
+    (see `stage_metric`; checkpoints in fit's temporary folder, the best weights loaded back into `clf`)
+    -> (trainer, history DataFrame, training seconds = `trainer.train_seconds`)."""
     metric = stage_metric(stage, best_metric)
     # macro F1 whenever a softmax stage has more than 2 classes (a small val split may lack one of them)
     compute = classifier.compute_metrics_for("multilabel" if stage.kind == "multi" else "classification",
                                        average="binary" if len(stage.labels) == 2 else "macro")
-    return train.fit(clf, encoded["train"], encoded.get("val"), out_dir=out_dir, epochs=epochs, lr=lr,
-                     batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
-                     patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
-                     compute_metrics=compute, **extra)
-
-
-def train_stage(clf, stage: Stage, encoded: dict, tokenizer, **fit_kw):
-    """`fit_stage` with checkpoints in a temporary folder, removed afterwards (the best weights are
-    loaded back into `clf`) -> (trainer, history DataFrame, wall seconds)."""
-    ckpt, t0 = tempfile.mkdtemp(prefix="polarkit_reviews_"), time.perf_counter()
-    try:
-        trainer, hist = fit_stage(clf, stage, encoded, tokenizer, out_dir=ckpt, **fit_kw)
-    finally:
-        shutil.rmtree(ckpt, ignore_errors=True)
-    return trainer, hist, time.perf_counter() - t0
+    trainer, hist = train.fit(clf, encoded["train"], encoded.get("val"), epochs=epochs, lr=lr,
+                              batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
+                              patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
+                              compute_metrics=compute, **extra)
+    return trainer, hist, trainer.train_seconds
