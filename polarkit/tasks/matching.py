@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from polarkit import data, embed, runs, score
+from polarkit import data, embed, predictors, runs, score
 from polarkit.data import JD_SECTIONS
 
 # Q&A answer key -> the mock-JD sections it feeds (MANIFEST §6c, QnA_mockJD.ipynb)
@@ -178,7 +178,10 @@ def recommend_lectures(jd_row, lectures: pd.DataFrame, keywords: dict[str, list[
 # ---- which encoder -----------------------------------------------------------------------
 
 def resolve_encoder(model: str, adapted: str = "models/adapted") -> str:
-    """`latest:<notebook>` -> the adapted-encoder folder of that notebook's newest succeeded run; else `model`."""
+    """`jd-encoder@champion` (a registry spec) -> that version's folder; `latest:<notebook>` -> the
+    adapted-encoder folder of that notebook's newest succeeded run; else `model`."""
+    if predictors.is_registry_spec(model):
+        return str(predictors.resolve(model))
     if not model.startswith("latest:"):
         return model
     stem = model.split(":", 1)[1]
