@@ -1,4 +1,4 @@
-"""`polarkit` command line: run, run-all, check, compare, models, data, kernel."""
+"""`polarkit` command line: run notebooks, check parameters, compare runs, sweep, track, register, promote, predict."""
 from __future__ import annotations
 
 import argparse
