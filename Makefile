@@ -11,8 +11,9 @@ PROFILE ?= quick
 # (an unpinned torch would pull a multi-GB CUDA build).
 TORCH := torch==2.13.0
 LAB_ARGS ?=
+SERVE_ARGS ?=
 
-.PHONY: setup run test test-all smoke check bench lab clean-outputs system
+.PHONY: setup run test test-all check bench lab serve lint clean-outputs system
 
 setup: $(VENV)/.installed
 
@@ -52,8 +53,16 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[bench]' $(TORCH)
 	touch $@
 
-bench: setup $(VENV)/.bench-installed
+bench: setup $(VENV)/.bench-installed $(VENV)/.serve-installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b; done
+
+# The API and its page (polarkit serve): the registered champions on 127.0.0.1:8000.
+$(VENV)/.serve-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[serve]' $(TORCH)
+	touch $@
+
+serve: setup $(VENV)/.serve-installed
+	$(VENV)/bin/polarkit serve $(SERVE_ARGS)
 
 # JupyterLab on notebooks/ with the polarkit kernel, 127.0.0.1 only, offline (settings: bin/lab).
 lab: setup

@@ -289,9 +289,10 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("name", help="NN_snake_case, e.g. 09_topic_model")
     w.add_argument("--from", dest="source", metavar="NN_OTHER", help="copy this notebook's cells and YAMLs")
     w.set_defaults(fn=cmd_new)
-    from polarkit import cli_models, sweep
+    from polarkit import cli_models, serve, sweep
     sweep.add_parser(sub)
     cli_models.add_parsers(sub)
+    serve.add_parser(sub)
     return ap
 
 
