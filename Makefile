@@ -42,6 +42,11 @@ run: setup
 test: setup system
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# ruff: lint (pyflakes, pycodestyle, bugbear, pyupgrade), import order, format (config in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check polarkit tests benchmarks bin/lab
+	$(VENV)/bin/ruff format --check polarkit tests benchmarks bin/lab
+
 test-all: setup system
 	$(VENV)/bin/pytest -q
 

@@ -44,7 +44,7 @@ def main() -> int:
         ("n_train: 0512 is 512", [sys.executable, "-c", "from polarkit import params; "
                                   f"print(params.load_yaml({str(yaml_file('octal2.yaml', 'n_train: 0512'))!r}))"],
          {}, 0, "{'n_train': 512}"),
-        ("max_length-like 1:04 stays text", [*PK, "check", str(yaml_file("01_mnist_cnn.yaml", base + "hidden: 1:04\n"))],
+        ("max_length-like 1:04 stays text", [*PK, "run", "01_mnist_cnn", "-f", str(yaml_file("sexagesimal.yaml", "hidden: 1:04\n"))],
          {}, 2, "hidden: expected int"),
         ("duplicate key", [*PK, "run", "01_mnist_cnn", "-f", str(yaml_file("dup.yaml", base + "hidden: 8\nhidden: 9\n"))],
          {}, 2, "duplicate key 'hidden'"),
