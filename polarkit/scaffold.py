@@ -5,11 +5,14 @@ with range rules, `start_run` + `train.setup`), the sections `## 1 Data … ## 5
 placeholder cells that do real, tiny work through polarkit (MNIST digits stand in for the task's
 data, so the smoke run trains, scores, plots and records), the closing `run.finish({...})`, and
 `params/{smoke,quick,full}/NN_name.yaml`. With `source`, the other notebook's cells (outputs
-stripped) and every YAML it has under params/ are copied under the new name instead.
+stripped) and its YAMLs under params/ (not its `learn` one, nor a sweep file) are copied under the new
+name instead.
 
-Nothing is written unless every file can be; the new YAMLs are checked against the new notebook
-(`params.check_file`) before `new` returns, and removed again if that check fails.
+A refusal (bad or taken name or number, unknown source) writes nothing; the new YAMLs are checked
+against the new notebook (`params.check_file`) before `new` returns, and every file written is
+removed again if that check fails.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,6 +24,10 @@ from polarkit import runs
 
 NAME_RX = re.compile(r"^(?P<number>[0-9]{2})_[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 PROFILES = ("smoke", "quick", "full")
+SWEEPS = "sweeps"  # params/sweeps/ holds sweep files (polarkit.sweep), not a profile
+# Not copied by --from: sweep files are no parameter files, and a `learn` YAML goes with its check in
+# tests/test_learning.py (a new notebook gets its own, by hand).
+NOT_COPIED = (SWEEPS, "learn")
 
 
 class ScaffoldError(ValueError):
@@ -32,22 +39,28 @@ def check_name(name: str, root: Path) -> None:
     if not NAME_RX.match(name):
         hint = re.sub(r"[^a-z0-9]+", "_", name.removesuffix(".ipynb").lower()).strip("_")
         example = hint if NAME_RX.match(hint) else "09_my_experiment"
-        raise ScaffoldError(f"{name!r}: a notebook name is two digits, an underscore and snake_case words "
-                            f"(lower-case letters and digits, e.g. {example!r})")
+        raise ScaffoldError(
+            f"{name!r}: a notebook name is two digits, an underscore and snake_case words "
+            f"(lower-case letters and digits, e.g. {example!r})"
+        )
     nb = root / "notebooks" / f"{name}.ipynb"
     if nb.exists():
         raise ScaffoldError(f"{name}: {nb} already exists; pick another name (nothing was written)")
-    yamls = sorted((root / "params").glob(f"*/{name}.yaml"))
+    yamls = sorted(p for p in (root / "params").glob(f"*/{name}.yaml") if p.parent.name != SWEEPS)
     if yamls:
-        raise ScaffoldError(f"{name}: parameter files already exist: {', '.join(map(str, yamls))}; "
-                            "remove them or pick another name (nothing was written)")
+        raise ScaffoldError(
+            f"{name}: parameter files already exist: {', '.join(map(str, yamls))}; "
+            "remove them or pick another name (nothing was written)"
+        )
     number = name[:2]
     taken = [p.stem for p in _notebooks(root) if p.stem[:2] == number]
     if taken:
         last = max(int(p.stem[:2]) for p in _notebooks(root))
         free = f"; the next number is {last + 1:02d}" if last < 99 else ""
-        raise ScaffoldError(f"{name}: number {number} is taken by {', '.join(taken)} (a stem prefix such as "
-                            f"`polarkit run {number}` must name one notebook){free}")
+        raise ScaffoldError(
+            f"{name}: number {number} is taken by {', '.join(taken)} (a stem prefix such as "
+            f"`polarkit run {number}` must name one notebook){free}"
+        )
 
 
 def _notebooks(root: Path) -> list[Path]:
@@ -89,14 +102,16 @@ def new(name: str, root: str | Path = runs.ROOT, source: str | None = None) -> l
     except P.ParamError as e:
         for path in written:
             path.unlink(missing_ok=True)
-        raise ScaffoldError(f"{name}: the new parameter files do not match the new notebook, so nothing "
-                            f"was kept:\n{e}") from None
+        raise ScaffoldError(
+            f"{name}: the new parameter files do not match the new notebook, so nothing was kept:\n{e}"
+        ) from None
     return written
 
 
 def _write(root: Path, name: str, nb, yamls: dict[str, str]) -> list[Path]:
     """Write the notebook and YAMLs (folders made as needed); returns [notebook, *yamls]."""
     import nbformat
+
     nb_path = root / "notebooks" / f"{name}.ipynb"
     nb_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.validate(nb)
@@ -112,9 +127,11 @@ def _write(root: Path, name: str, nb, yamls: dict[str, str]) -> list[Path]:
 
 # --- copying another notebook ---------------------------------------------------------------------
 
+
 def copied_notebook(src: Path, name: str):
     """`src` with outputs, execution counts and papermill traces removed, and `start_run` renamed."""
     import nbformat
+
     nb = nbformat.read(src, as_version=4)
     nb.metadata.pop("papermill", None)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
@@ -129,8 +146,9 @@ def copied_notebook(src: Path, name: str):
             cell.source, n = pattern.subn(rf'\g<1>"{name}"', cell.source)
             renamed += n
     if not renamed:
-        raise ScaffoldError(f"--from {src.stem}: no `start_run(\"{src.stem}\", ...)` call found to rename; "
-                            "is it a polarkit notebook?")
+        raise ScaffoldError(
+            f'--from {src.stem}: no `start_run("{src.stem}", ...)` call found to rename; is it a polarkit notebook?'
+        )
     first = nb.cells[0] if nb.cells else None
     if first is not None and first.cell_type == "markdown" and first.source.startswith("# "):
         title, _, rest = first.source.partition("\n")
@@ -139,8 +157,9 @@ def copied_notebook(src: Path, name: str):
 
 
 def copied_yamls(src_stem: str, name: str, root: Path) -> dict[str, str]:
-    """{profile: text} of every params/<profile>/<src_stem>.yaml (variants such as full-bi included)."""
-    found = sorted((root / "params").glob(f"*/{src_stem}.yaml"))
+    """{profile: text} of every params/<profile>/<src_stem>.yaml (variants such as full-bi included,
+    the folders in NOT_COPIED left out)."""
+    found = sorted(p for p in (root / "params").glob(f"*/{src_stem}.yaml") if p.parent.name not in NOT_COPIED)
     if not found:
         raise ScaffoldError(f"--from {src_stem}: it has no parameter files under {root / 'params'} to copy")
     return {p.parent.name: p.read_text(encoding="utf-8") for p in found}
@@ -169,36 +188,58 @@ channels: list = [16, 32, 64]  # scientific: widths of the placeholder model's c
 hidden: int = 64  # scientific: width of the placeholder model's hidden layer [1, inf)"""
 
 CELLS: list[tuple[str, str]] = [
-    ("markdown", "## 1 Data\n"
-                 "Placeholder: MNIST digits stand in for your task's data (offline, seconds). Replace them "
-                 "with a `polarkit.data` loader that takes `n` and `seed`, and show counts and a few examples."),
-    ("code", 'images, labels = data.load_mnist("train", n=n_train + n_val, seed=seed)  # a seeded sample\n'
-             "x_train, y_train, x_val, y_val = images[n_val:], labels[n_val:], images[:n_val], labels[:n_val]\n"
-             'x_test, y_test = data.load_mnist("test", n=n_test, seed=seed)\n'
-             'pd.DataFrame({"examples": [len(y_train), len(y_val), len(y_test)]}, index=["train", "val", "test"])'),
+    (
+        "markdown",
+        "## 1 Data\n"
+        "Placeholder: MNIST digits stand in for your task's data (offline, seconds). Replace them "
+        "with a `polarkit.data` loader that takes `n` and `seed`, and show counts and a few examples.",
+    ),
+    (
+        "code",
+        'images, labels = data.load_mnist("train", n=n_train + n_val, seed=seed)  # a seeded sample\n'
+        "x_train, y_train, x_val, y_val = images[n_val:], labels[n_val:], images[:n_val], labels[:n_val]\n"
+        'x_test, y_test = data.load_mnist("test", n=n_test, seed=seed)\n'
+        'pd.DataFrame({"examples": [len(y_train), len(y_val), len(y_test)]}, index=["train", "val", "test"])',
+    ),
     ("code", 'viz.save(viz.image_grid(x_train[:16], titles=y_train[:16], ncols=8), "samples")'),
-    ("markdown", "## 2 Model\nPlaceholder: a small CNN from `polarkit.tasks.mnist`. Models and their pieces "
-                 "live in the package (a task module under `polarkit/tasks/`), never as a class in a cell."),
-    ("code", "train_ds, val_ds, test_ds = (mnist.MnistDataset(x, y) for x, y in\n"
-             "                             ((x_train, y_train), (x_val, y_val), (x_test, y_test)))\n"
-             "model = mnist.SmallCNN(channels=channels, hidden=hidden)\n"
-             "mnist.param_table(model)"),
-    ("markdown", "## 3 Train\n`transformers.Trainer` through `polarkit.train.fit`: the best checkpoint by "
-                 "validation accuracy is loaded at the end, and the history is saved for `compare`."),
-    ("code", "trainer, history = train.fit(model, train_ds, val_ds, epochs=epochs, lr=lr, batch_size=batch_size,\n"
-             '                             scheduler=scheduler, metric="accuracy", seed=seed,\n'
-             "                             compute_metrics=mnist.compute_metrics, group_by_length=False)\n"
-             "history"),
+    (
+        "markdown",
+        "## 2 Model\nPlaceholder: a small CNN from `polarkit.tasks.mnist`. Models and their pieces "
+        "live in the package (a task module under `polarkit/tasks/`), never as a class in a cell.",
+    ),
+    (
+        "code",
+        "train_ds, val_ds, test_ds = (mnist.MnistDataset(x, y) for x, y in\n"
+        "                             ((x_train, y_train), (x_val, y_val), (x_test, y_test)))\n"
+        "model = mnist.SmallCNN(channels=channels, hidden=hidden)\n"
+        "mnist.param_table(model)",
+    ),
+    (
+        "markdown",
+        "## 3 Train\n`transformers.Trainer` through `polarkit.train.fit`: the best checkpoint by "
+        "validation accuracy is loaded at the end, and the history is saved for `compare`.",
+    ),
+    (
+        "code",
+        "trainer, history = train.fit(model, train_ds, val_ds, epochs=epochs, lr=lr, batch_size=batch_size,\n"
+        '                             scheduler=scheduler, metric="accuracy", seed=seed,\n'
+        "                             compute_metrics=mnist.compute_metrics, group_by_length=False)\n"
+        "history",
+    ),
     ("code", 'viz.save(viz.curves(history, metrics=("loss", "accuracy")), "curves")'),
-    ("markdown", "## 4 Evaluate\nThe chosen checkpoint, once, on the test examples; metric keys are "
-                 "`{split}_{metric}`."),
-    ("code", "out = trainer.predict(test_ds)\n"
-             "preds = mnist.predictions_frame(out.predictions, out.label_ids)\n"
-             'test_metrics = score.classification(preds["label"], preds["pred"], key_prefix="test_", average="macro")\n'
-             "pd.Series(test_metrics).round(4)"),
+    (
+        "markdown",
+        "## 4 Evaluate\nThe chosen checkpoint, once, on the test examples; metric keys are `{split}_{metric}`.",
+    ),
+    (
+        "code",
+        "out = trainer.predict(test_ds)\n"
+        "preds = mnist.predictions_frame(out.predictions, out.label_ids)\n"
+        'test_metrics = score.classification(preds["label"], preds["pred"], key_prefix="test_", average="macro")\n'
+        "pd.Series(test_metrics).round(4)",
+    ),
     ("code", 'viz.save(viz.confusion(preds["label"], preds["pred"], labels=list(range(10))), "confusion")'),
-    ("markdown", "## 5 Report\nPer-example predictions go to `predictions.csv`; the metrics below to "
-                 "`metrics.json`."),
+    ("markdown", "## 5 Report\nPer-example predictions go to `predictions.csv`; the metrics below to `metrics.json`."),
     ("code", "run.save_predictions(preds)"),
 ]
 
@@ -206,21 +247,27 @@ CELLS: list[tuple[str, str]] = [
 def template_notebook(name: str):
     """The standard opening, placeholder sections and closing `finish`, as an nbformat v4 notebook."""
     import nbformat
+
     v4 = nbformat.v4
     nb = v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    title = (f"# {_title(name)}\n"
-             "What this notebook studies, on which data, and the figure a reviewer should look at first. "
-             "The sections below are placeholders that already run end to end (`polarkit new`); replace "
-             "their cells with calls into polarkit, a few lines each.")
+    title = (
+        f"# {_title(name)}\n"
+        "What this notebook studies, on which data, and the figure a reviewer should look at first. "
+        "The sections below are placeholders that already run end to end (`polarkit new`); replace "
+        "their cells with calls into polarkit, a few lines each."
+    )
     parameters = v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})
     opening = v4.new_code_cell(
         "import pandas as pd\n\nimport polarkit as pk\n"
         "from polarkit import data, models, score, train, viz\nfrom polarkit.tasks import mnist\n\n"
-        f'run = pk.start_run("{name}", globals())\nenv = train.setup(seed)\nenv')
+        f'run = pk.start_run("{name}", globals())\nenv = train.setup(seed)\nenv'
+    )
     body = [v4.new_markdown_cell(src) if kind == "markdown" else v4.new_code_cell(src) for kind, src in CELLS]
-    closing = v4.new_code_cell('run.finish({**test_metrics, "val_accuracy": history["eval_accuracy"].max(),\n'
-                               '            "train_seconds": trainer.train_seconds, "model_params": models.n_params(model)})')
+    closing = v4.new_code_cell(
+        'run.finish({**test_metrics, "val_accuracy": history["eval_accuracy"].max(),\n'
+        '            "train_seconds": trainer.train_seconds, "model_params": models.n_params(model)})'
+    )
     nb.cells = [v4.new_markdown_cell(title), parameters, opening, *body, closing]
     return nb
 
@@ -233,11 +280,25 @@ _PROFILE_TEXT = {
     "full": "full: the setting the notebook's quality target is measured at (the notebook's defaults)",
 }
 _VALUES = {
-    "smoke": {"seed": 0, "n_train": 512, "n_val": 128, "n_test": 256, "epochs": 1.0, "channels": "[8, 16, 32]",
-              "hidden": 32},
+    "smoke": {
+        "seed": 0,
+        "n_train": 512,
+        "n_val": 128,
+        "n_test": 256,
+        "epochs": 1.0,
+        "channels": "[8, 16, 32]",
+        "hidden": 32,
+    },
     "quick": {"seed": 0, "n_train": 5000, "n_val": 1000, "n_test": 2000, "epochs": 2.0},
-    "full": {"seed": 0, "n_train": 20000, "n_val": 2000, "n_test": 5000, "epochs": 2.0, "lr": "3.0e-3",
-             "batch_size": 64},
+    "full": {
+        "seed": 0,
+        "n_train": 20000,
+        "n_val": 2000,
+        "n_test": 5000,
+        "epochs": 2.0,
+        "lr": "3.0e-3",
+        "batch_size": 64,
+    },
 }
 
 

@@ -1,4 +1,5 @@
 """`polarkit new`: the scaffold is a valid, parameterised notebook whose YAMLs pass the checks; bad names refused."""
+
 import json
 import shutil
 from pathlib import Path
@@ -16,9 +17,11 @@ def repo(tmp_path):
     """A repository layout with one real notebook (03) and its smoke + variant YAMLs."""
     (tmp_path / "notebooks").mkdir()
     shutil.copy(ROOT / "notebooks" / "03_nlp_cola.ipynb", tmp_path / "notebooks")
-    for profile in ("smoke", "full-gpu"):
+    for profile in ("smoke", "full-gpu", "learn"):
         (tmp_path / "params" / profile).mkdir(parents=True)
         shutil.copy(ROOT / "params" / profile / "03_nlp_cola.yaml", tmp_path / "params" / profile)
+    (tmp_path / "params" / "sweeps").mkdir()  # a sweep file of the same stem is no parameter file
+    (tmp_path / "params" / "sweeps" / "03_nlp_cola.yaml").write_text("notebook: 03_nlp_cola\nmetric: val_mcc\n")
     return tmp_path
 
 
@@ -65,12 +68,12 @@ def test_every_new_yaml_passes_the_check_and_labels_each_line(repo):
 
 def test_from_copies_cells_and_every_yaml_under_the_new_name(repo):
     written = scaffold.new("10_cola_again", repo, source="03_nlp_cola")
-    assert {p.parent.name for p in written[1:]} == {"smoke", "full-gpu"}
+    assert {p.parent.name for p in written[1:]} == {"smoke", "full-gpu"}  # not sweeps/ nor learn/
     new, old = _cells(written[0]), _cells(repo / "notebooks" / "03_nlp_cola.ipynb")
     assert [c.cell_type for c in new] == [c.cell_type for c in old]
     assert new[1].source == old[1].source  # the parameters cell as it was
     assert 'pk.start_run("10_cola_again", globals())' in "".join(c.source for c in new)
-    assert "03_nlp_cola\"" not in "".join(c.source for c in new if c.cell_type == "code")
+    assert '03_nlp_cola"' not in "".join(c.source for c in new if c.cell_type == "code")
     assert new[0].source.startswith("# 10 cola again\nStarted from `03_nlp_cola`.")
     for path in written[1:]:
         assert params.check_file(path) == params.load_yaml(repo / "params" / path.parent.name / "03_nlp_cola.yaml")
@@ -91,17 +94,20 @@ def test_from_strips_outputs_and_papermill_traces(repo, tmp_path):
     assert "papermill" not in nbformat.read(repo / "notebooks" / "10_copy.ipynb", as_version=4).metadata
 
 
-@pytest.mark.parametrize("name, source, message", [
-    ("9_demo", None, "two digits, an underscore and snake_case"),
-    ("09-demo", None, "e.g. '09_demo'"),
-    ("09_Demo", None, "snake_case"),
-    ("09_demo.ipynb", None, "snake_case"),
-    ("09_", None, "snake_case"),
-    ("03_nlp_cola", None, "already exists"),
-    ("03_other", None, "number 03 is taken by 03_nlp_cola"),
-    ("09_copy", "07_review_classifier", "no such notebook"),
-    ("09_copy", "nope", "have: 03_nlp_cola"),
-])
+@pytest.mark.parametrize(
+    "name, source, message",
+    [
+        ("9_demo", None, "two digits, an underscore and snake_case"),
+        ("09-demo", None, "e.g. '09_demo'"),
+        ("09_Demo", None, "snake_case"),
+        ("09_demo.ipynb", None, "snake_case"),
+        ("09_", None, "snake_case"),
+        ("03_nlp_cola", None, "already exists"),
+        ("03_other", None, "number 03 is taken by 03_nlp_cola"),
+        ("09_copy", "07_review_classifier", "no such notebook"),
+        ("09_copy", "nope", "have: 03_nlp_cola"),
+    ],
+)
 def test_refusals_name_the_problem_and_write_nothing(repo, name, source, message):
     before = sorted(repo.rglob("*"))
     with pytest.raises(scaffold.ScaffoldError, match=message.replace(".", r"\.").replace("(", r"\(")):
