@@ -10,8 +10,10 @@ size, one process; the four set-ups run alternately, `--rounds` times, starting 
 (all four use fused AdamW: the Trainer default with torch >= 2.8, and polarkit's choice)
 
 Throughput = training samples per second after the first (warm-up) step; the best of the rounds is
-reported (other jobs on a shared machine only slow a run down). Prints a table with the ratios to (a) and (c). A measurement, not a test:  python benchmarks/bench_cola_throughput.py
+reported (other jobs on a shared machine only slow a run down). Prints a table with the ratios to (a) and (c).
+A measurement, not a test:  python benchmarks/bench_cola_throughput.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,17 +52,35 @@ def samples_per_s(clock: StepClock, batch_size: int) -> float:
 def plain_trainer(model, ds, collator, steps: int, batch_size: int, out: str) -> float:
     """The common recipe: transformers.Trainer with its defaults (random order, AdamW)."""
     clock = StepClock()
-    args = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size,
-                             learning_rate=5e-5, save_strategy="no", report_to="none", logging_steps=10_000,
-                             disable_tqdm=True, dataloader_num_workers=0, seed=0)
+    args = TrainingArguments(
+        output_dir=out,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=5e-5,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     Trainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[clock]).train()
     return samples_per_s(clock, batch_size)
 
 
 def polarkit_fit(model, ds, tok, steps: int, batch_size: int, out: str) -> float:
     clock = StepClock()
-    train.fit(model, ds, out_dir=out, max_steps=steps, lr=5e-5, batch_size=batch_size, tokenizer=tok,
-              callbacks=[clock], disable_tqdm=True)
+    train.fit(
+        model,
+        ds,
+        out_dir=out,
+        max_steps=steps,
+        lr=5e-5,
+        batch_size=batch_size,
+        tokenizer=tok,
+        callbacks=[clock],
+        disable_tqdm=True,
+    )
     return samples_per_s(clock, batch_size)
 
 
@@ -80,10 +100,14 @@ def main(argv=None) -> pd.DataFrame:
     padded = {L: _fixed(df, tok, L) for L in (256, 128)}
     dynamic, _ = classifier.text_dataset(df, tok, max_length=128)
     collate = transformers.DataCollatorWithPadding(tok)
-    runs = {"(a) pad to 256 (seed)": lambda m, o: plain_trainer(m, padded[256], None, a.fixed_steps, a.batch_size, o),
-            "(b) pad to 128 (run_glue)": lambda m, o: plain_trainer(m, padded[128], None, 2 * a.fixed_steps, a.batch_size, o),
-            "(c) Trainer + dynamic padding": lambda m, o: plain_trainer(m, dynamic, collate, dyn_steps, a.batch_size, o),
-            "(d) polarkit train.fit": lambda m, o: polarkit_fit(m, dynamic, tok, dyn_steps, a.batch_size, o)}
+    runs = {
+        "(a) pad to 256 (seed)": lambda m, o: plain_trainer(m, padded[256], None, a.fixed_steps, a.batch_size, o),
+        "(b) pad to 128 (run_glue)": lambda m, o: plain_trainer(
+            m, padded[128], None, 2 * a.fixed_steps, a.batch_size, o
+        ),
+        "(c) Trainer + dynamic padding": lambda m, o: plain_trainer(m, dynamic, collate, dyn_steps, a.batch_size, o),
+        "(d) polarkit train.fit": lambda m, o: polarkit_fit(m, dynamic, tok, dyn_steps, a.batch_size, o),
+    }
     got = {k: [] for k in runs}
     for r in range(a.rounds):
         for name, fn in runs.items():
@@ -92,12 +116,18 @@ def main(argv=None) -> pd.DataFrame:
                 got[name].append(fn(base, out))
             print(f"round {r + 1}: {name}: {got[name][-1]:.1f} samples/s", flush=True)
     # best of the rounds: on a shared machine other jobs only ever slow a run down
-    table = pd.DataFrame({"samples/s": {k: float(np.max(v)) for k, v in got.items()},
-                          "runs": {k: " ".join(f"{x:.1f}" for x in v) for k, v in got.items()}})
+    table = pd.DataFrame(
+        {
+            "samples/s": {k: float(np.max(v)) for k, v in got.items()},
+            "runs": {k: " ".join(f"{x:.1f}" for x in v) for k, v in got.items()},
+        }
+    )
     a_, c_ = table["samples/s"].iloc[0], table["samples/s"].iloc[2]
     table["x (a)"], table["x (c)"] = table["samples/s"] / a_, table["samples/s"] / c_
-    print(f"\nCoLA train, all-MiniLM-L6-v2, batch {a.batch_size}, {a.n} sentences, {env['threads']} threads, "
-          f"best of {a.rounds} alternating rounds")
+    print(
+        f"\nCoLA train, all-MiniLM-L6-v2, batch {a.batch_size}, {a.n} sentences, {env['threads']} threads, "
+        f"best of {a.rounds} alternating rounds"
+    )
     print(table.to_string(float_format=lambda x: f"{x:.2f}"))
     return table
 
@@ -107,8 +137,14 @@ def _fixed(df: pd.DataFrame, tok, length: int):
     import datasets
 
     enc = tok(df.text.tolist(), padding="max_length", truncation=True, max_length=length)
-    return datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                                       "token_type_ids": enc["token_type_ids"], "labels": df.label.tolist()})
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "token_type_ids": enc["token_type_ids"],
+            "labels": df.label.tolist(),
+        }
+    )
 
 
 if __name__ == "__main__":

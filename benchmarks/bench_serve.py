@@ -18,6 +18,7 @@ The client is asyncio + httpx (one connection per client) in this process; on a 
 CPU from the server, so its CPU share is printed beside each setting. Needs the serve extra
 (fastapi, uvicorn, httpx).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,20 @@ def build_model(spec: str, folder: Path, max_length: int, seed: int = 0) -> Path
 
     from polarkit import models
     from polarkit.tasks import classifier, predict
+
     torch.manual_seed(seed)
     tok = models.load_tokenizer(spec)
     clf = classifier.EncoderClassifier(models.load_model(spec, head="encoder"), 2)
     prefix = "query: " if spec.startswith("e5") else ""
-    return predict.save_classifier_model(folder, clf, tok, ["negative", "positive"], "sentiment",
-                                         max_length=max_length, prefix=prefix)
+    return predict.save_classifier_model(
+        folder, clf, tok, ["negative", "positive"], "sentiment", max_length=max_length, prefix=prefix
+    )
 
 
 def reviews(n: int, max_chars: int, seed: int = 0) -> list[str]:
     """Short NSMC test reviews (at most `max_chars` characters), seeded order."""
     from polarkit import data
+
     df = data.load_nsmc("test", seed=seed)
     texts = [t for t in df.text if t.strip() and len(t) <= max_chars]
     rng = np.random.default_rng(seed)
@@ -82,9 +86,20 @@ def server_options(args) -> list[str]:
 def start(folder: Path, args, batching: bool, log_dir: Path):
     """The server process (own session) and its URL, once /health answers."""
     import httpx
+
     port = free_port()
-    cmd = [sys.executable, "-m", "polarkit.serve", str(folder), "--port", str(port), "--no-access-log",
-           "--log-level", "warning", *server_options(args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "polarkit.serve",
+        str(folder),
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *server_options(args),
+    ]
     if not batching:
         cmd.append("--no-batching")
     log = open(log_dir / f"serve-{'on' if batching else 'off'}.log", "w")
@@ -122,6 +137,7 @@ def cpu_seconds(pid: int) -> float:
 async def load(url: str, texts: list[str], clients: int, duration: float, pid: int | None = None) -> dict:
     """`clients` closed-loop clients for `duration` s -> figures (with the server's CPU time when `pid`)."""
     import httpx
+
     latencies, batches, errors = [], [], []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
@@ -141,21 +157,29 @@ async def load(url: str, texts: list[str], clients: int, duration: float, pid: i
                 except Exception as e:  # noqa: BLE001 - counted, the load goes on
                     errors.append(f"{type(e).__name__}: {e}")
                 i += clients
+
         server0 = cpu_seconds(pid) if pid else None
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(clients)))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         server_cpu = cpu_seconds(pid) - server0 if pid else None
     ms = np.array(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
-            "seconds": round(wall, 2), "rps": len(latencies) / wall,
-            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-            "p95_ms": float(np.percentile(ms, 95)) if len(ms) else None,
-            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-            "mean_batch": statistics.fmean(batches) if batches else None,
-            "client_cpu": cpu / wall, "load_avg": os.getloadavg()[0],
-            # CPU time the server spent per answered request: what the machine's load does not inflate much
-            "server_cpu_ms": 1000 * server_cpu / len(latencies) if server_cpu is not None and latencies else None}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "seconds": round(wall, 2),
+        "rps": len(latencies) / wall,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p95_ms": float(np.percentile(ms, 95)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+        "mean_batch": statistics.fmean(batches) if batches else None,
+        "client_cpu": cpu / wall,
+        "load_avg": os.getloadavg()[0],
+        # CPU time the server spent per answered request: what the machine's load does not inflate much
+        "server_cpu_ms": 1000 * server_cpu / len(latencies) if server_cpu is not None and latencies else None,
+    }
 
 
 def run(args, texts: list[str], work: Path) -> list[dict]:
@@ -165,28 +189,42 @@ def run(args, texts: list[str], work: Path) -> list[dict]:
         t0 = time.perf_counter()
         build_model(args.model, folder, args.max_length)
         print(f"model: {args.model} + fresh head -> {folder} ({time.perf_counter() - t0:.0f} s)")
-    print(f"{len(texts)} NSMC test reviews of <= {args.review_chars} characters (mean "
-          f"{statistics.fmean(map(len, texts)):.0f}); {args.duration:g} s per setting; server options: "
-          f"{' '.join(server_options(args)) or 'the defaults'}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    print(
+        f"{len(texts)} NSMC test reviews of <= {args.review_chars} characters (mean "
+        f"{statistics.fmean(map(len, texts)):.0f}); {args.duration:g} s per setting; server options: "
+        f"{' '.join(server_options(args)) or 'the defaults'}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start",
+        flush=True,
+    )
     results = []
     for mode in args.modes:
         proc, url = start(folder, args, mode == "on", work)
         try:
             import httpx
+
             h = httpx.get(f"{url}/health").json()
-            print(f"server (batching {mode}): " + ", ".join(f"{k} {h[k]}" for k in (
-                "batch_window_ms", "max_batch", "micro_batch", "workers", "torch_threads") if k in h), flush=True)
+            print(
+                f"server (batching {mode}): "
+                + ", ".join(
+                    f"{k} {h[k]}"
+                    for k in ("batch_window_ms", "max_batch", "micro_batch", "workers", "torch_threads")
+                    if k in h
+                ),
+                flush=True,
+            )
             asyncio.run(load(url, texts, max(args.clients), args.warmup))  # warm-up: first calls, allocator
             for n in args.clients:
                 r = asyncio.run(load(url, texts, n, args.duration, proc.pid))
                 r["batching"] = mode
                 results.append(r)
-                print(f"batching {mode:>3} | {n:>2} clients | {r['rps']:7.1f} req/s | p50 {fmt(r['p50_ms']):>6} ms | "
-                      f"p95 {fmt(r['p95_ms']):>6} ms | p99 {fmt(r['p99_ms']):>6} ms | errors {r['errors']} | "
-                      f"inputs/call {fmt(r['mean_batch'], '.1f')} | server CPU {fmt(r['server_cpu_ms'])} ms/req | "
-                      f"client CPU {100 * r['client_cpu']:.0f}% | "
-                      f"load {r['load_avg']:.1f}", flush=True)
+                print(
+                    f"batching {mode:>3} | {n:>2} clients | {r['rps']:7.1f} req/s | p50 {fmt(r['p50_ms']):>6} ms | "
+                    f"p95 {fmt(r['p95_ms']):>6} ms | p99 {fmt(r['p99_ms']):>6} ms | errors {r['errors']} | "
+                    f"inputs/call {fmt(r['mean_batch'], '.1f')} | server CPU {fmt(r['server_cpu_ms'])} ms/req | "
+                    f"client CPU {100 * r['client_cpu']:.0f}% | "
+                    f"load {r['load_avg']:.1f}",
+                    flush=True,
+                )
                 for e in r["error_examples"]:
                     print(f"    error: {e}")
         finally:
@@ -218,6 +256,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from polarkit import environment
+
     environment.default_to_shared_data()
 
     texts = reviews(5000, args.review_chars)
@@ -226,24 +265,33 @@ def main() -> int:
         results = run(args, texts, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("\n| batching | clients | req/s | p50 ms | p95 ms | errors | inputs/call | server CPU ms/req |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| batching | clients | req/s | p50 ms | p95 ms | errors | inputs/call | server CPU ms/req |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     for r in results:
-        print(f"| {r['batching']} | {r['clients']} | {r['rps']:.1f} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | "
-              f"{r['errors']} | {fmt(r['mean_batch'])} | {fmt(r['server_cpu_ms'])} |")
+        print(
+            f"| {r['batching']} | {r['clients']} | {r['rps']:.1f} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | "
+            f"{r['errors']} | {fmt(r['mean_batch'])} | {fmt(r['server_cpu_ms'])} |"
+        )
     by = {(r["batching"], r["clients"]): r for r in results}
     one, many = by.get(("on", 1)), by.get(("on", max(args.clients)))
     if one and many and one["rps"]:
-        print(f"\ngoal p50 <= 50 ms at 1 client: {fmt(one['p50_ms'])} ms; goal {max(args.clients)} clients >= 3x "
-              f"the req/s of 1 (batching on): {many['rps'] / one['rps']:.2f}x")
+        print(
+            f"\ngoal p50 <= 50 ms at 1 client: {fmt(one['p50_ms'])} ms; goal {max(args.clients)} clients >= 3x "
+            f"the req/s of 1 (batching on): {many['rps'] / one['rps']:.2f}x"
+        )
     off = by.get(("off", max(args.clients)))
     if many and off and off["rps"]:
         print(f"batching on vs off at {max(args.clients)} clients: {many['rps'] / off['rps']:.2f}x the req/s")
-    print(f"errors: {sum(r['errors'] for r in results)}; load average now {os.getloadavg()[0]:.2f} "
-          f"(other work on the machine inflates latency)")
+    print(
+        f"errors: {sum(r['errors'] for r in results)}; load average now {os.getloadavg()[0]:.2f} "
+        f"(other work on the machine inflates latency)"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """`polarkit` command line: run notebooks, check parameters, compare runs, sweep, track, register, promote, predict."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ SWEEPS = "sweeps"  # params/sweeps/ holds sweep files, not a profile
 def _default_data() -> None:
     """Point POLARKIT_DATA at ../shared/data when unset and that folder exists (offline default)."""
     from polarkit import environment
+
     environment.default_to_shared_data()
 
 
@@ -24,6 +26,7 @@ def _jobs(targets: list, profile: str | None) -> list[tuple[Path, Path | None]]:
     """(notebook, yaml) pairs from YAML paths, or notebooks/stems (+ --profile), or (notebook, yaml)
     tuples (`run NOTEBOOK -f YAML`; --profile is then only the label recorded)."""
     from polarkit.params import ParamError, notebook_for
+
     jobs = []
     for t in targets:
         if isinstance(t, tuple):
@@ -36,8 +39,10 @@ def _jobs(targets: list, profile: str | None) -> list[tuple[Path, Path | None]]:
             y = PARAMS / profile / f"{nb.stem}.yaml" if profile else None
             if y is not None and not y.is_file():
                 have = sorted(d.parent.name for d in PARAMS.glob(f"*/{nb.stem}.yaml") if d.parent.name != SWEEPS)
-                raise ParamError(f"{y}: missing: no {profile!r} parameter file for {nb.stem} "
-                                 f"(profiles that have one: {', '.join(have) or 'none'})")
+                raise ParamError(
+                    f"{y}: missing: no {profile!r} parameter file for {nb.stem} "
+                    f"(profiles that have one: {', '.join(have) or 'none'})"
+                )
         if y is not None and not y.is_file():
             raise ParamError(f"{y}: no such parameter file (missing YAML)")
         jobs.append((nb.resolve(), y))
@@ -47,6 +52,7 @@ def _jobs(targets: list, profile: str | None) -> list[tuple[Path, Path | None]]:
 def _notebook(target: str) -> Path:
     """A notebook path, a stem, or an unambiguous stem prefix (`03`) -> the notebook's path."""
     from polarkit.params import ParamError
+
     p = Path(target)
     nb = p if p.suffix == ".ipynb" else NOTEBOOKS / f"{p.name}.ipynb"
     if nb.is_file():
@@ -56,23 +62,29 @@ def _notebook(target: str) -> Path:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ParamError(f"{target}: ambiguous, matches {len(matches)} notebooks: "
-                         f"{', '.join(n.stem for n in matches)}")
+        raise ParamError(f"{target}: ambiguous, matches {len(matches)} notebooks: {', '.join(n.stem for n in matches)}")
     raise ParamError(f"{target}: no such notebook (have: {', '.join(n.stem for n in have)})")
 
 
 def _check_all(jobs, overrides: dict | None = None) -> dict:
     """Check every YAML (+ -p overrides) before any kernel starts; returns {yaml: values}."""
     from polarkit.params import check, declared, load_yaml
+
     overrides = overrides or {}
-    return {y: check({**(load_yaml(y) if y else {}), **overrides}, declared(nb),
-                     source=f"{y or nb}{' with -p ' + ', '.join(overrides) if overrides else ''}")
-            for nb, y in jobs}
+    return {
+        y: check(
+            {**(load_yaml(y) if y else {}), **overrides},
+            declared(nb),
+            source=f"{y or nb}{' with -p ' + ', '.join(overrides) if overrides else ''}",
+        )
+        for nb, y in jobs
+    }
 
 
 def cmd_run(args) -> int:
     from polarkit import executor
     from polarkit.params import parse_overrides
+
     jobs = _jobs(args.targets, args.profile)
     values = _check_all(jobs, parse_overrides(args.param))
     k = max(1, min(args.jobs, len(jobs)))
@@ -86,9 +98,15 @@ def cmd_run(args) -> int:
         t0 = time.monotonic()
         run_dir = executor.execute(nb, values[y], profile=profile, log_output=args.log_output and k == 1, env=env)
         st = runs.read_json(run_dir / "status.json")
-        msg = "" if st.get("state") == "succeeded" else f" — cell {st.get('cell')}: {st.get('error')}: {st.get('message')}"
-        print(f"[{i}/{len(jobs)}] {nb.stem}: {st.get('state')} in {time.monotonic() - t0:.0f}s → {run_dir}{msg}",
-              flush=True)
+        msg = (
+            ""
+            if st.get("state") == "succeeded"
+            else f" — cell {st.get('cell')}: {st.get('error')}: {st.get('message')}"
+        )
+        print(
+            f"[{i}/{len(jobs)}] {nb.stem}: {st.get('state')} in {time.monotonic() - t0:.0f}s → {run_dir}{msg}",
+            flush=True,
+        )
         done.append(run_dir)
         return run_dir
 
@@ -101,8 +119,11 @@ def cmd_run(args) -> int:
         else:
             _run_parallel(one, jobs, k)
     except executor.Interrupted as e:
-        print(f"polarkit run: interrupted by {e.signame}; partial records: "
-              f"{', '.join(str(d) for d in [*done, e.run_dir] if d)}", file=sys.stderr)
+        print(
+            f"polarkit run: interrupted by {e.signame}; partial records: "
+            f"{', '.join(str(d) for d in [*done, e.run_dir] if d)}",
+            file=sys.stderr,
+        )
         return e.code
     _closing_table(done)
     return 0 if all(runs.read_json(d / "status.json").get("state") == "succeeded" for d in done) else 1
@@ -113,6 +134,7 @@ def _run_parallel(one, jobs, k: int) -> None:
     from concurrent.futures import ThreadPoolExecutor, wait
 
     from polarkit import executor
+
     pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="polarkit-run")
     futures = [pool.submit(one, i, nb, y) for i, (nb, y) in enumerate(jobs, 1)]
     try:
@@ -134,6 +156,7 @@ def _run_parallel(one, jobs, k: int) -> None:
 def _closing_table(run_dirs: list[Path]) -> None:
     """The runs of this invocation (never another process's), with each notebook's headline metrics."""
     from polarkit import report
+
     index = report.write_index()
     if run_dirs:
         print("\n" + report.closing_table(run_dirs).to_string(index=False))
@@ -154,6 +177,7 @@ def cmd_check(args) -> int:
     """Check every YAML (default: all under params/, sweep files included); report each bad one; 2 if any."""
     from polarkit import sweep
     from polarkit.params import check_file
+
     files = [Path(t) for t in args.targets] or sorted(PARAMS.glob("*/*.yaml"))
     bad = 0
     for y in files:
@@ -171,8 +195,10 @@ def cmd_check(args) -> int:
 
 def cmd_compare(args) -> int:
     from polarkit import report
-    board = report.leaderboard(Path(args.outputs) if args.outputs else None, args.notebook, args.metric,
-                               ascending=args.ascending or None)
+
+    board = report.leaderboard(
+        Path(args.outputs) if args.outputs else None, args.notebook, args.metric, ascending=args.ascending or None
+    )
     if board.empty:
         print("no runs found")
         return 0
@@ -182,6 +208,7 @@ def cmd_compare(args) -> int:
 
 def cmd_models(args) -> int:
     from polarkit import models
+
     for spec, desc in models.SPECS.items():
         print(f"{spec:14s} {desc}")
     print("scratch:<tiny|small|base>  randomly initialised BERT; any hub id or local directory also works")
@@ -198,6 +225,7 @@ def cmd_models(args) -> int:
 
 def cmd_data(args) -> int:
     from polarkit import data
+
     table = data.check(args.names or None)
     print(f"POLARKIT_DATA={os.environ.get('POLARKIT_DATA')}")
     status = table["problem"].map(lambda p: "ok" if not p else p if p in ("missing", "no data root") else "BROKEN")
@@ -210,6 +238,7 @@ def cmd_data(args) -> int:
 
 def cmd_kernel(args) -> int:
     from polarkit import executor
+
     print(f"kernel {executor.ensure_kernel()!r} -> {sys.executable}")
     return 0
 
@@ -217,6 +246,7 @@ def cmd_kernel(args) -> int:
 def cmd_new(args) -> int:
     """Scaffold notebooks/NN_name.ipynb + its YAMLs (or copy --from another notebook); 2 on a refusal."""
     from polarkit import scaffold
+
     for path in scaffold.new(args.name, runs.ROOT, source=args.source):
         print(f"created {path.relative_to(runs.ROOT)}")
     print(f"next: polarkit run {args.name} --profile smoke; then fill in the sections (CONTRIBUTING.md)")
@@ -227,19 +257,23 @@ def _profile(name: str) -> str:
     """argparse type for --profile: a folder under params/ (smoke, quick, full, variants like full-bi)."""
     have = sorted(d.name for d in PARAMS.iterdir() if d.is_dir() and d.name != SWEEPS and any(d.glob("*.yaml")))
     if name not in have:
-        raise argparse.ArgumentTypeError(f"no profile {name!r} (no folder params/{name}/ with YAMLs); "
-                                         f"profiles: {', '.join(have)}")
+        raise argparse.ArgumentTypeError(
+            f"no profile {name!r} (no folder params/{name}/ with YAMLs); profiles: {', '.join(have)}"
+        )
     return name
 
 
 def _run_with_file(args) -> int:
     """`run NOTEBOOK -f YAML`: pair one notebook with any YAML (recorded as its profile), then cmd_run."""
     from polarkit.params import ParamError
+
     if args.file:
         if len(args.targets) != 1 or args.profile or Path(args.targets[0]).suffix in (".yaml", ".yml"):
             extra = f" and --profile {args.profile}" if args.profile else ""
-            raise ParamError(f"-f {args.file}: pairs one YAML with one notebook target, without --profile "
-                             f"(got targets {args.targets}{extra})")
+            raise ParamError(
+                f"-f {args.file}: pairs one YAML with one notebook target, without --profile "
+                f"(got targets {args.targets}{extra})"
+            )
         y = Path(args.file)
         args.targets = [(args.targets[0], y)]
         under_params = y.resolve().parent.parent == PARAMS.resolve()
@@ -252,16 +286,35 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run notebooks: YAML files, or notebooks/stems with --profile")
     r.add_argument("targets", nargs="+", help="YAML files, or notebooks / stems / unambiguous stem prefixes")
-    r.add_argument("--profile", type=_profile, help="a folder under params/: smoke, quick, full or a variant "
-                                                    "such as full-bi; runs params/<profile>/<stem>.yaml")
-    r.add_argument("-f", "--file", metavar="YAML", help="run the one notebook target with this parameter file "
-                                                         "(any path, as with papermill -f)")
-    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one parameter (value read as YAML: -p lr=1e-4 -p 'channels=[16, 32]'); "
-                        "checked like the YAML")
+    r.add_argument(
+        "--profile",
+        type=_profile,
+        help="a folder under params/: smoke, quick, full or a variant "
+        "such as full-bi; runs params/<profile>/<stem>.yaml",
+    )
+    r.add_argument(
+        "-f",
+        "--file",
+        metavar="YAML",
+        help="run the one notebook target with this parameter file (any path, as with papermill -f)",
+    )
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter (value read as YAML: -p lr=1e-4 -p 'channels=[16, 32]'); checked like the YAML",
+    )
     r.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
-    r.add_argument("-j", "--jobs", type=int, default=1, metavar="K",
-                   help="run K notebooks at once, dividing the cores between them (default 1)")
+    r.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run K notebooks at once, dividing the cores between them (default 1)",
+    )
     r.set_defaults(fn=_run_with_file)
     a = sub.add_parser("run-all", help="run every notebook that has a YAML for --profile")
     a.add_argument("--profile", default="quick", type=_profile, help="a folder under params/ (default: quick)")
@@ -274,7 +327,11 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("compare", help="leaderboard of run folders")
     m.add_argument("notebook", nargs="?", default="*", help="notebook stem or glob (default: all)")
     m.add_argument("--metric", help="sort by this metric")
-    m.add_argument("--ascending", action="store_true", help="sort ascending (default: by the metric's direction: losses ascending, scores descending)")
+    m.add_argument(
+        "--ascending",
+        action="store_true",
+        help="sort ascending (default: by the metric's direction: losses ascending, scores descending)",
+    )
     m.add_argument("--outputs", help="outputs folder (default: the repo's outputs/)")
     m.set_defaults(fn=cmd_compare)
     s = sub.add_parser("models", help="list model specs; --prepare converts offline ones")
@@ -290,6 +347,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--from", dest="source", metavar="NN_OTHER", help="copy this notebook's cells and YAMLs")
     w.set_defaults(fn=cmd_new)
     from polarkit import cli_models, serve, sweep
+
     sweep.add_parser(sub)
     cli_models.add_parsers(sub)
     serve.add_parser(sub)
@@ -302,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     runs.absolute_env()  # relative folders mean the caller's folder, not the kernel's
     from polarkit import executor
     from polarkit.params import ParamError
+
     try:
         with executor.signals_as_exceptions():
             return args.fn(args)

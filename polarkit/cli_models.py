@@ -12,6 +12,7 @@ CLI's `main` prints as `polarkit <cmd>: <message>` with exit status 2.
     polarkit track --backfill    | polarkit track RUN_DIR ...
     polarkit mlflow-ui [--port 5000] [--print]
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="predict with a saved or registered model (TASK@ALIAS, TASK/VERSION, folder)")
     p.add_argument("spec", help="sts@champion, cola/3, a run folder or a model folder")
     p.add_argument("texts", nargs="*", help="texts to score (pair tasks: use --pair A B)")
-    p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
-                   help="a sentence pair (repeatable)")
+    p.add_argument(
+        "--pair", nargs=2, action="append", default=[], metavar=("A", "B"), help="a sentence pair (repeatable)"
+    )
     p.add_argument("--input", type=Path, help="a .csv/.tsv or .jsonl file of inputs")
     p.add_argument("--output", type=Path, help="write inputs + predictions here (.csv or .jsonl; default: stdout)")
     p.add_argument("--column", help="input column(s): NAME, or A,B for pairs (default: text; sentence1,sentence2)")
@@ -66,8 +68,10 @@ def add_registry_option(models_parser) -> None:
 
 # ---- predict ----
 
+
 def cmd_predict(args) -> int:
     from polarkit import predictors
+
     model_dir = predictors.resolve(args.spec)
     card = predictors.read_card(model_dir)
     pair = card["kind"] in predictors.PAIR_KINDS or card.get("pair", False)
@@ -96,11 +100,13 @@ def cmd_predict(args) -> int:
 
 def _predict(predictor, inputs: list, batch_size: int, progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
+
     out: list[dict] = []
-    with tqdm(total=len(inputs), unit="row", desc="predict", disable=not progress, file=sys.stderr,
-              mininterval=1) as bar:
+    with tqdm(
+        total=len(inputs), unit="row", desc="predict", disable=not progress, file=sys.stderr, mininterval=1
+    ) as bar:
         for i in range(0, len(inputs), CHUNK):
-            part = inputs[i:i + CHUNK]
+            part = inputs[i : i + CHUNK]
             out += predictor.predict(part, batch_size=batch_size)
             bar.update(len(part))
     return out
@@ -110,6 +116,7 @@ def read_inputs(path: Path):
     """A .csv/.tsv/.jsonl/.json file -> DataFrame of strings; ValueError naming the file for a missing,
     empty, undecodable or malformed one."""
     import pandas as pd
+
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -119,8 +126,9 @@ def read_inputs(path: Path):
         if suffix in (".jsonl", ".ndjson", ".json"):
             table = _read_jsonl(path)
         elif suffix in (".csv", ".tsv", ".txt"):
-            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False,
-                                encoding="utf-8")
+            table = pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
+            )
         else:
             raise ValueError(f"{path}: unknown format {suffix!r} (use .csv, .tsv or .jsonl)")
     except UnicodeDecodeError as e:
@@ -136,6 +144,7 @@ def read_inputs(path: Path):
 
 def _read_jsonl(path: Path):
     import pandas as pd
+
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         rows = json.loads(text)
@@ -149,22 +158,28 @@ def _read_jsonl(path: Path):
                     raise ValueError(f"{path} line {n}: not JSON ({e.msg})") from None
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
-        raise ValueError(f"{path}: record {bad + 1} is not a JSON object (expected {{\"text\": ...}} per line)")
+        raise ValueError(f'{path}: record {bad + 1} is not a JSON object (expected {{"text": ...}} per line)')
     return pd.DataFrame(rows).astype(str) if rows else pd.DataFrame()
 
 
 def input_columns(table, column: str | None, pair: bool, path: Path) -> list:
     """The input texts (or pairs) of `table`, from --column or the usual names; ValueError naming what is missing."""
     from polarkit import predictors
+
     cols = list(table.columns)
     if pair:
-        want = tuple(column.split(",")) if column else next(
-            (p for p in predictors.PAIR_COLUMNS if set(p) <= set(cols)), ("sentence1", "sentence2"))
+        want = (
+            tuple(column.split(","))
+            if column
+            else next((p for p in predictors.PAIR_COLUMNS if set(p) <= set(cols)), ("sentence1", "sentence2"))
+        )
         missing = [c for c in want if c not in cols]
         if len(want) != 2 or missing:
-            raise ValueError(f"{path} has no column(s) {missing or list(want)} for the sentence pairs "
-                             f"(columns: {cols}); "
-                             "name them with --column A,B")
+            raise ValueError(
+                f"{path} has no column(s) {missing or list(want)} for the sentence pairs "
+                f"(columns: {cols}); "
+                "name them with --column A,B"
+            )
         return list(zip(table[want[0]], table[want[1]]))
     want = column or ("text" if "text" in cols or len(cols) != 1 else cols[0])
     if want not in cols:
@@ -192,6 +207,7 @@ def flatten(row: dict) -> dict[str, Any]:
 def write_outputs(table, rows: list[dict], output: Path | None) -> None:
     """Inputs + predictions to `output` (.jsonl keeps nested values; .csv flattens them) or CSV on stdout."""
     import pandas as pd
+
     if output is not None and output.suffix.lower() in (".jsonl", ".ndjson"):
         with open(output, "w", encoding="utf-8") as f:
             for rec, row in zip(table.to_dict(orient="records"), rows):
@@ -206,27 +222,33 @@ def write_outputs(table, rows: list[dict], output: Path | None) -> None:
 
 # ---- registry, tracking ----
 
+
 def cmd_promote(args) -> int:
     from polarkit import registry
+
     print(registry.promote(args.task, version=args.version, run=args.run, force=args.force)["message"])
     return 0
 
 
 def cmd_models_registry(args) -> int:
     from polarkit import registry, tracking
+
     table = registry.list_models()
     print(f"registry: {tracking.redact(tracking.tracking_uri())}")
     if table.empty:
         print("no registered models yet (run 03/06/07 with register=True, then `polarkit promote TASK`)")
         return 0
-    shown = table.assign(created=table.created.dt.strftime("%Y-%m-%d %H:%M"), value=table.value.map(
-        lambda v: "n/a" if v != v or v is None else f"{v:.4g}")).drop(columns=["run_dir", "mlflow_run_id"])
+    shown = table.assign(
+        created=table.created.dt.strftime("%Y-%m-%d %H:%M"),
+        value=table.value.map(lambda v: "n/a" if v != v or v is None else f"{v:.4g}"),
+    ).drop(columns=["run_dir", "mlflow_run_id"])
     print(shown.to_string(index=False))
     return 0
 
 
 def cmd_track(args) -> int:
     from polarkit import tracking
+
     if not tracking.enabled():
         raise ValueError("tracking is off (POLARKIT_TRACKING); unset it to mirror runs")
     if args.backfill and not args.runs:
@@ -246,9 +268,13 @@ def cmd_track(args) -> int:
 
 def cmd_mlflow_ui(args) -> int:
     from polarkit import tracking
+
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        print(f"note: MLFLOW_TRACKING_URI={tracking.redact(os.environ['MLFLOW_TRACKING_URI'])} is set: "
-              "runs go to that server; this opens the local store", file=sys.stderr)
+        print(
+            f"note: MLFLOW_TRACKING_URI={tracking.redact(os.environ['MLFLOW_TRACKING_URI'])} is set: "
+            "runs go to that server; this opens the local store",
+            file=sys.stderr,
+        )
     cmd = tracking.mlflow_ui(port=args.port)
     print(" ".join(cmd), flush=True)
     if args.print:

@@ -6,6 +6,7 @@
 
 Standard library only at import: `runs` (written before any kernel work) and the CLI use it.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,14 +19,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]  # the repository (holds notebooks/, params/, outputs/)
 DATA_ENV = "POLARKIT_DATA"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"  # the shared data folder beside the repository
-PACKAGES = ("polarkit", "torch", "transformers", "datasets", "tokenizers", "numpy", "pandas",
-            "scikit-learn", "scipy", "papermill", "nbconvert", "bertviz", "optuna")
+PACKAGES = (
+    "polarkit",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "papermill",
+    "nbconvert",
+    "bertviz",
+    "optuna",
+)
 
 
 def git_state(root: Path = ROOT) -> dict[str, Any]:
     """{'commit': sha or None, 'dirty': bool or None} of the repository holding polarkit."""
+
     def git(*args):
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode:
@@ -61,8 +77,15 @@ def device(choice: str = "auto") -> str:
 def capture() -> dict[str, Any]:
     """The env.json record: git state, versions, platform, device, cores, pid, data folder.
     Seed and threads are added by `polarkit.train.setup` once the notebook chooses them."""
-    return {**git_state(), "versions": versions(), "platform": platform.platform(), "device": device(),
-            "cores": os.cpu_count(), "pid": os.getpid(), "data": os.environ.get(DATA_ENV)}
+    return {
+        **git_state(),
+        "versions": versions(),
+        "platform": platform.platform(),
+        "device": device(),
+        "cores": os.cpu_count(),
+        "pid": os.getpid(),
+        "data": os.environ.get(DATA_ENV),
+    }
 
 
 def data_root() -> Path | None:

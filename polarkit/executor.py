@@ -5,6 +5,7 @@ creates the run folder, runs papermill there, and finalises. `finalize` also ser
 papermill runs: `polarkit.runs.start_run` spawns `python -m polarkit.executor watch ...`, which
 waits for papermill to exit and then copies the executed notebook into the run folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,6 +36,7 @@ def ensure_kernel() -> str:
     if spec.is_file() and sys.executable in spec.read_text():
         return KERNEL
     from ipykernel.kernelspec import install
+
     install(kernel_name=KERNEL, display_name=f"Python (polarkit, {Path(sys.prefix).name})", prefix=sys.prefix)
     return KERNEL
 
@@ -135,9 +137,14 @@ def _kill_kernel(holder: dict) -> None:
         km.cleanup_ipc_files()
 
 
-def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
-            log_output: bool = False, env: dict[str, str] | None = None,
-            status: dict[str, Any] | None = None) -> Path:
+def execute(
+    notebook: Path,
+    values: dict[str, Any],
+    profile: str | None = None,
+    log_output: bool = False,
+    env: dict[str, str] | None = None,
+    status: dict[str, Any] | None = None,
+) -> Path:
     """Check `values`, run `notebook` into a new run folder, finalise it; returns the folder.
 
     `env`: extra environment variables for the kernel (e.g. a sweep trial's study and trial id);
@@ -149,10 +156,12 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
     values = P.check(values, declared, source=f"parameters for {notebook.name}")
     resolved = {k: values.get(k, p.default) for k, p in declared.items()}
     run = runs.Run(runs.new_run_dir(notebook.stem))
-    (run.dir / "params.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False),
-                                         encoding="utf-8")
-    run.set_status("queued", notebook=notebook.stem, profile=profile, start=runs.now(),
-                   executor_pid=os.getpid(), **(status or {}))
+    (run.dir / "params.yaml").write_text(
+        yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+    run.set_status(
+        "queued", notebook=notebook.stem, profile=profile, start=runs.now(), executor_pid=os.getpid(), **(status or {})
+    )
     tracking.prepare()  # import MLflow / open the store while the kernel works
     env = {**runs.absolute_env(), **(env or {}), runs.RUN_DIR_ENV: str(run.dir), "POLARKIT_PROFILE": profile or ""}
     error = signame = None
@@ -160,12 +169,17 @@ def execute(notebook: Path, values: dict[str, Any], profile: str | None = None,
     workdir = Path(tempfile.mkdtemp(prefix="polarkit-kernel-"))  # short: Unix socket paths max ~107 bytes
     holder = _ACTIVE.setdefault(run.dir, {})
     try:
-        pm.execute_notebook(str(notebook), str(run.dir / "notebook.ipynb"), parameters=values,
-                            kernel_name=ensure_kernel(), cwd=str(notebook.parent),
-                            kernel_manager_class=kernel_manager_class(workdir, env, holder),
-                            progress_bar=sys.stderr.isatty() and threading.current_thread() is threading.main_thread(),
-                            start_timeout=START_TIMEOUT_S,
-                            log_output=log_output)
+        pm.execute_notebook(
+            str(notebook),
+            str(run.dir / "notebook.ipynb"),
+            parameters=values,
+            kernel_name=ensure_kernel(),
+            cwd=str(notebook.parent),
+            kernel_manager_class=kernel_manager_class(workdir, env, holder),
+            progress_bar=sys.stderr.isatty() and threading.current_thread() is threading.main_thread(),
+            start_timeout=START_TIMEOUT_S,
+            log_output=log_output,
+        )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through `signals_as_exceptions`
         signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
     except Exception as e:  # noqa: BLE001 - recorded in status.json, then re-raised by the caller's choice
@@ -188,6 +202,7 @@ class _Ticker:
 
     def __init__(self, run: runs.Run, every: float = 60.0):
         import threading
+
         self.run, self.every, self.t0 = run, every, time.monotonic()
         self._stop = threading.Event()
         threading.Thread(target=self._loop, daemon=True).start()
@@ -195,10 +210,12 @@ class _Ticker:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             beat = self.run.status().get("heartbeat") or {}
-            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in beat.items() if k != "time")
-            print(f"  … {self.run.dir.parent.name} {time.monotonic() - self.t0:.0f}s {shown}",
-                  file=sys.stderr, flush=True)
+            shown = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in beat.items() if k != "time"
+            )
+            print(
+                f"  … {self.run.dir.parent.name} {time.monotonic() - self.t0:.0f}s {shown}", file=sys.stderr, flush=True
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -213,8 +230,7 @@ def _first_error(nb) -> tuple[int | None, str | None, str | None]:
     return None, None, None
 
 
-def finalize(run_dir: Path, executed: Path, error: BaseException | None = None,
-             interrupted: str | None = None) -> dict:
+def finalize(run_dir: Path, executed: Path, error: BaseException | None = None, interrupted: str | None = None) -> dict:
     """Copy the executed notebook into the run, export HTML, settle status.json; returns the status.
 
     Whatever fails on the way (a full disk, an unreadable notebook) is recorded: status.json always
@@ -231,17 +247,36 @@ def finalize(run_dir: Path, executed: Path, error: BaseException | None = None,
         problems.append(f"notebook.html not written: {e}")
     state = status.get("state")
     if interrupted:
-        fields = {"state": "interrupted", "signal": interrupted, "cell": cell,
-                  "error": "Interrupted", "message": f"stopped by {interrupted}"}
+        fields = {
+            "state": "interrupted",
+            "signal": interrupted,
+            "cell": cell,
+            "error": "Interrupted",
+            "message": f"stopped by {interrupted}",
+        }
     elif state == "pruned" and (error is None or ename == "Pruned"):  # a sweep trial stopped by its pruner
         fields = {"state": "pruned", "cell": cell}
     elif error is not None or cell is not None or state != "succeeded" or problems:
-        fields = {"state": "failed", "cell": cell,
-                  "error": ename or (type(error).__name__ if error else
-                                     "FinalizeError" if problems and state == "succeeded" else "NotebookIncomplete"),
-                  "message": evalue or ((str(error).splitlines() or [""])[-1] if error else
-                                        "; ".join(problems) if problems and state == "succeeded"
-                                        else "the notebook stopped before its last cell")}
+        fields = {
+            "state": "failed",
+            "cell": cell,
+            "error": ename
+            or (
+                type(error).__name__
+                if error
+                else "FinalizeError"
+                if problems and state == "succeeded"
+                else "NotebookIncomplete"
+            ),
+            "message": evalue
+            or (
+                (str(error).splitlines() or [""])[-1]
+                if error
+                else "; ".join(problems)
+                if problems and state == "succeeded"
+                else "the notebook stopped before its last cell"
+            ),
+        }
     else:
         fields = {"state": "succeeded"}
     if problems:
@@ -282,6 +317,7 @@ def _rebuild_index(run_dir: Path) -> None:
     """Refresh outputs/index.html when the report module is available (it sits above us)."""
     try:
         from polarkit import report
+
         report.write_index(run_dir.parents[1])
     except ImportError:
         pass

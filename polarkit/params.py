@@ -22,6 +22,7 @@ YAML is read as YAML 1.2 (core schema), in files and in `-p NAME=VALUE` alike: `
 is octal), `1:04` and `2024-01-31` stay strings, `no`/`off` stay strings, `1e-3` is a float. A
 duplicate key and a file without any parameter are refused.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,7 +37,12 @@ from typing import Any
 import yaml
 
 TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "float": (float, int), "str": str, "bool": bool, "list": list, "dict": dict,
+    "int": int,
+    "float": (float, int),
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
 }
 # YAML 1.1 reads these as booleans; in YAML 1.2 (and in polarkit) only true/false are.
 _YAML11_BOOLS = {"y", "yes", "n", "no", "on", "off"}
@@ -74,14 +80,20 @@ _Loader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(  # before float, whose pattern also matches "10"
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+    re.compile(
+        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _yaml12_int(loader, node) -> int:
@@ -92,12 +104,16 @@ def _yaml12_int(loader, node) -> int:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
-_Loader.add_constructor("tag:yaml.org,2002:float", lambda loader, node: float(
-    loader.construct_scalar(node).lower().replace(".inf", "inf").replace(".nan", "nan")))
+_Loader.add_constructor(
+    "tag:yaml.org,2002:float",
+    lambda loader, node: float(loader.construct_scalar(node).lower().replace(".inf", "inf").replace(".nan", "nan")),
+)
 
 _NUM = r"-?(?:inf|[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
-_RULE = re.compile(rf"(?:\b(?P<count>[0-9]+) )?(?:\b(?P<kind>ints|numbers|items) in )?"
-                   rf"(?P<rule>[\[(]\s*{_NUM}\s*,\s*{_NUM}\s*[\])]|\{{[^{{}},]+(?:,[^{{}},]+)+\}})")
+_RULE = re.compile(
+    rf"(?:\b(?P<count>[0-9]+) )?(?:\b(?P<kind>ints|numbers|items) in )?"
+    rf"(?P<rule>[\[(]\s*{_NUM}\s*,\s*{_NUM}\s*[\])]|\{{[^{{}},]+(?:,[^{{}},]+)+\}})"
+)
 
 
 @dataclass(frozen=True)
@@ -165,16 +181,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError as e:
-        raise ParamError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset "
-                         f"{e.start}); save it as UTF-8") from None
+        raise ParamError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start : e.start + 1]!r} at offset {e.start}); save it as UTF-8"
+        ) from None
     except _DuplicateKey as e:
         raise ParamError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ParamError(f"{path}: not valid YAML: {e}") from None
     if data is None:
-        raise ParamError(f"{path}: empty parameter file (no parameters, only comments or nothing), so the "
-                         "notebook's full-size defaults would run; set the parameters, or write `{}` to run "
-                         "the defaults on purpose")
+        raise ParamError(
+            f"{path}: empty parameter file (no parameters, only comments or nothing), so the "
+            "notebook's full-size defaults would run; set the parameters, or write `{}` to run "
+            "the defaults on purpose"
+        )
     if not isinstance(data, dict):
         raise ParamError(f"{path}: expected a mapping of parameter names to values, got {type(data).__name__}")
     return data
@@ -192,18 +211,24 @@ def declared(notebook: str | Path) -> dict[str, Param]:
         raise ParamError(f"{nb}: has no cell tagged 'parameters'")
     missed = _assigned_names(nb) - set(found)
     if missed:  # papermill skips lines it cannot parse (e.g. quotes inside the comment)
-        raise ParamError(f"{nb}: papermill cannot parse the parameters line(s) for {sorted(missed)}; "
-                         "write `name: type = value  # comment` without quotes or `=` in the comment")
+        raise ParamError(
+            f"{nb}: papermill cannot parse the parameters line(s) for {sorted(missed)}; "
+            "write `name: type = value  # comment` without quotes or `=` in the comment"
+        )
     out = {}
     for name, p in found.items():
         try:
             default = ast.literal_eval(p["default"])
         except (ValueError, SyntaxError):
             default = p["default"]
-        out[name] = Param(name, p["inferred_type_name"] or "None", default, p["help"] or "",
-                          parse_rule(p["help"] or ""))
-    bad = [f"{k}: default {p.default!r} breaks its own rule {p.rule.text}" for k, p in out.items()
-           if p.rule and p.default is not None and p.rule.problem(p.default)]
+        out[name] = Param(
+            name, p["inferred_type_name"] or "None", default, p["help"] or "", parse_rule(p["help"] or "")
+        )
+    bad = [
+        f"{k}: default {p.default!r} breaks its own rule {p.rule.text}"
+        for k, p in out.items()
+        if p.rule and p.default is not None and p.rule.problem(p.default)
+    ]
     if bad:
         raise ParamError(f"{nb}: parameters cell:\n  " + "\n  ".join(bad))
     return out
@@ -212,6 +237,7 @@ def declared(notebook: str | Path) -> dict[str, Param]:
 def _assigned_names(nb: Path) -> set[str]:
     """Names assigned at top level of the notebook's `parameters` cell (parsed with ast)."""
     import nbformat
+
     cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
     names = set()
     for node in ast.parse(cell.source).body:
@@ -273,8 +299,10 @@ def repair(values: dict[str, Any], params: dict[str, Param]) -> tuple[dict[str, 
             fixed[key] = float(value)
             notes.append(f"{key}: {value!r} read as a string by YAML 1.1; using {float(value)!r}")
         elif p and p.type == "str" and isinstance(value, bool):
-            raise ParamError(f"{key}: expected str, got the boolean {value!r} (YAML 1.1 reads yes/no/on/off "
-                             "as booleans: quote the value in the YAML)")
+            raise ParamError(
+                f"{key}: expected str, got the boolean {value!r} (YAML 1.1 reads yes/no/on/off "
+                "as booleans: quote the value in the YAML)"
+            )
     return fixed, notes
 
 
@@ -307,7 +335,9 @@ def notebook_for(yaml_path: str | Path) -> Path:
     p = Path(yaml_path).resolve()
     nb = p.parents[min(2, len(p.parents) - 1)] / "notebooks" / f"{p.stem}.ipynb"
     if not nb.is_file():
-        raise ParamError(f"{yaml_path}: no notebook {nb} for this parameter file (expected "
-                         "params/<profile>/<notebook-stem>.yaml; to pair any YAML with a notebook: "
-                         "polarkit run NOTEBOOK -f YAML)")
+        raise ParamError(
+            f"{yaml_path}: no notebook {nb} for this parameter file (expected "
+            "params/<profile>/<notebook-stem>.yaml; to pair any YAML with a notebook: "
+            "polarkit run NOTEBOOK -f YAML)"
+        )
     return nb

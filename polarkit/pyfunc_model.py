@@ -5,6 +5,7 @@ when the model is loaded (`mlflow.pyfunc.load_model("models:/sts@champion")`), a
 the predictor through the same loader as `polarkit.load`. `predict` takes a DataFrame, a list of
 strings or a list of (text, text) pairs and returns the predictor's dicts as a DataFrame (one row per input).
 """
+
 from __future__ import annotations
 
 import mlflow

@@ -11,6 +11,7 @@ task's save function: safetensors + polarkit_model.json) logged to the run's MLf
 `register` makes it the `candidate`; `promote` moves `champion`. Refusals are ValueErrors with the
 reason; an unreachable tracker during `register` is one warning (the run goes on).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -45,14 +46,17 @@ def check_run(run_dir: Path, allow_current: bool = False) -> None:
     status = runs.read_json(run_dir / "status.json")
     state = tracking._state(status)
     current = runs.current()
-    if state == "succeeded" or (allow_current and state == "running" and current is not None
-                                and current.dir.resolve() == run_dir.resolve()):
+    if state == "succeeded" or (
+        allow_current and state == "running" and current is not None and current.dir.resolve() == run_dir.resolve()
+    ):
         return
     if state in ("running", "queued"):
         raise ValueError(f"run {run_dir.name} is still {state}: wait until it has finished")
     why = ": ".join(str(x) for x in (status.get("error"), status.get("message")) if x)
-    raise ValueError(f"run {run_dir.name} {state}{f' ({why})' if why else ''}: only a succeeded run's model can be "
-                     "registered or promoted")
+    raise ValueError(
+        f"run {run_dir.name} {state}{f' ({why})' if why else ''}: only a succeeded run's model can be "
+        "registered or promoted"
+    )
 
 
 def _direction(metric: str, greater_is_better: bool | None) -> bool:
@@ -63,8 +67,15 @@ def _beats(a: float, b: float, greater: bool) -> bool:
     return a > b if greater else a < b
 
 
-def register(run_dir: Path | str, task: str, model_dir: Path | str, metric_name: str, threshold: float,
-             greater_is_better: bool | None = None, uri: str | None = None) -> dict | None:
+def register(
+    run_dir: Path | str,
+    task: str,
+    model_dir: Path | str,
+    metric_name: str,
+    threshold: float,
+    greater_is_better: bool | None = None,
+    uri: str | None = None,
+) -> dict | None:
     """Register the run's saved model under `task` when its validation metric clears `threshold`.
 
     Logs `model_dir` to the run's MLflow run (pyfunc from code + the folder as its "model" artifact),
@@ -83,14 +94,29 @@ def register(run_dir: Path | str, task: str, model_dir: Path | str, metric_name:
     greater = _direction(metric_name, greater_is_better)
     if value is None or not (value >= threshold if greater else value <= threshold):
         shown = "null" if value is None else f"{value:.4g}"
-        print(f"polarkit: {task} not registered: {metric_name} {shown} does not clear the threshold "
-              f"{threshold:.4g} ({'higher' if greater else 'lower'} is better)", file=sys.stderr)
+        print(
+            f"polarkit: {task} not registered: {metric_name} {shown} does not clear the threshold "
+            f"{threshold:.4g} ({'higher' if greater else 'lower'} is better)",
+            file=sys.stderr,
+        )
         return None
-    predictors.update_card(model_dir, metric=metric_name, value=value, greater_is_better=greater,
-                           run_id=run_dir.name, run_dir=str(run_dir.absolute()))
-    tags = {T + "run_id": run_dir.name, T + "run_dir": str(run_dir.absolute()), T + "metric": metric_name,
-            T + "value": repr(value), T + "greater_is_better": str(greater).lower(), T + "threshold": repr(threshold),
-            T + "notebook": runs.read_json(run_dir / "status.json").get("notebook") or run_dir.parent.name}
+    predictors.update_card(
+        model_dir,
+        metric=metric_name,
+        value=value,
+        greater_is_better=greater,
+        run_id=run_dir.name,
+        run_dir=str(run_dir.absolute()),
+    )
+    tags = {
+        T + "run_id": run_dir.name,
+        T + "run_dir": str(run_dir.absolute()),
+        T + "metric": metric_name,
+        T + "value": repr(value),
+        T + "greater_is_better": str(greater).lower(),
+        T + "threshold": repr(threshold),
+        T + "notebook": runs.read_json(run_dir / "status.json").get("notebook") or run_dir.parent.name,
+    }
     try:
         with tracking.session(uri, quick=False, fluent=True) as client:
             mv = _log_and_register(client, run_dir, task, model_dir, tags, uri or tracking.tracking_uri())
@@ -99,10 +125,19 @@ def register(run_dir: Path | str, task: str, model_dir: Path | str, metric_name:
     except Exception as e:  # noqa: BLE001 - the tracker failing must not fail the run that asked
         tracking.warn(f"{task} not registered for {run_dir.name}", e)
         return None
-    print(f"polarkit: registered {task} version {mv.version} ({metric_name} {value:.4g}, threshold "
-          f"{threshold:.4g}) as {CANDIDATE}; `polarkit promote {task}` makes it the {CHAMPION} if it is better")
-    return {"task": task, "version": int(mv.version), "alias": CANDIDATE, "metric": metric_name, "value": value,
-            "run_id": run_dir.name, "mlflow_run_id": mv.run_id}
+    print(
+        f"polarkit: registered {task} version {mv.version} ({metric_name} {value:.4g}, threshold "
+        f"{threshold:.4g}) as {CANDIDATE}; `polarkit promote {task}` makes it the {CHAMPION} if it is better"
+    )
+    return {
+        "task": task,
+        "version": int(mv.version),
+        "alias": CANDIDATE,
+        "metric": metric_name,
+        "value": value,
+        "run_id": run_dir.name,
+        "mlflow_run_id": mv.run_id,
+    }
 
 
 def _metric(run_dir: Path, name: str) -> float | None:
@@ -110,8 +145,10 @@ def _metric(run_dir: Path, name: str) -> float | None:
     metrics = runs.read_json(run_dir / "metrics.json")
     if name not in metrics:
         near = difflib.get_close_matches(name, list(metrics), n=1)
-        raise ValueError(f"run {run_dir.name} wrote no metric {name!r}"
-                         f"{f'; did you mean {near[0]!r}?' if near else ''} (metrics.json: {sorted(metrics)})")
+        raise ValueError(
+            f"run {run_dir.name} wrote no metric {name!r}"
+            f"{f'; did you mean {near[0]!r}?' if near else ''} (metrics.json: {sorted(metrics)})"
+        )
     v = metrics[name]
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -123,15 +160,25 @@ def _log_and_register(client, run_dir: Path, task: str, model_dir: Path, tags: d
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
+
     run_id = tracking._mirror(client, run_dir, uri)
     # the logged model lives in the run's experiment (left to MLflow, it would go to the active one: "0")
-    logged = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=task, source_run_id=run_id,
-                                        tags={"polarkit.task": task})
+    logged = client.create_logged_model(
+        client.get_run(run_id).info.experiment_id, name=task, source_run_id=run_id, tags={"polarkit.task": task}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        info = Model.log(artifact_path=None, name=task, flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
-                         python_model=str(PYFUNC), artifacts={"model": str(model_dir)},
-                         pip_requirements=requirements(), metadata={"polarkit_task": task})
+        info = Model.log(
+            artifact_path=None,
+            name=task,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            model_id=logged.model_id,
+            python_model=str(PYFUNC),
+            artifacts={"model": str(model_dir)},
+            pip_requirements=requirements(),
+            metadata={"polarkit_task": task},
+        )
     try:
         client.create_registered_model(task, tags={"polarkit.task": task})
     except MlflowException as e:
@@ -159,6 +206,7 @@ def requirements() -> list[str]:
 
 # ---- reading the registry ----
 
+
 def _registered(client) -> list[str]:
     return sorted(m.name for m in client.search_registered_models())
 
@@ -169,13 +217,16 @@ def _require_registered(client, task: str) -> None:
         return
     if task not in TASKS:
         check_task(task)
-    raise ValueError(f"no model registered under {task!r} yet (registered: {', '.join(names) or 'none'}); "
-                     "run its notebook with register=True")
+    raise ValueError(
+        f"no model registered under {task!r} yet (registered: {', '.join(names) or 'none'}); "
+        "run its notebook with register=True"
+    )
 
 
 def version_of(task: str, alias: str | None = None, version: int | str | None = None, uri: str | None = None) -> str:
     """The version number (str) behind `task@alias` or `task/version`, with clear errors."""
     from mlflow.exceptions import MlflowException
+
     with tracking.session(uri, quick=False) as client:
         _require_registered(client, task)
         try:
@@ -186,8 +237,10 @@ def version_of(task: str, alias: str | None = None, version: int | str | None = 
             have = _versions(client, task)
             aliases = ", ".join(f"{a} -> v{v}" for v, names in _aliases(client, task).items() for a in names) or "none"
             what = f"alias {alias!r}" if alias is not None else f"version {version}"
-            raise ValueError(f"{task} has no {what} (versions: {', '.join(str(v.version) for v in have) or 'none'}; "
-                             f"aliases: {aliases})") from None
+            raise ValueError(
+                f"{task} has no {what} (versions: {', '.join(str(v.version) for v in have) or 'none'}; "
+                f"aliases: {aliases})"
+            ) from None
 
 
 def _aliases(client, task: str) -> dict[str, list[str]]:
@@ -207,13 +260,17 @@ def _version_metric(mv) -> tuple[str | None, float | None, bool]:
     value = t.get(T + "value")
     metric = t.get(T + "metric")
     greater = t.get(T + "greater_is_better")
-    return metric, (float(value) if value not in (None, "") else None), \
-        (greater == "true") if greater in ("true", "false") else _direction(metric or "", None)
+    return (
+        metric,
+        (float(value) if value not in (None, "") else None),
+        (greater == "true") if greater in ("true", "false") else _direction(metric or "", None),
+    )
 
 
 def list_models(uri: str | None = None):
     """DataFrame: task, version, aliases, metric, value, run_id, run_dir, created, mlflow_run_id."""
     import pandas as pd
+
     rows = []
     with tracking.session(uri, quick=False) as client:
         for name in _registered(client):
@@ -221,19 +278,33 @@ def list_models(uri: str | None = None):
             for mv in _versions(client, name):
                 metric, value, _ = _version_metric(mv)
                 names = ", ".join(sorted(aliases.get(str(mv.version), [])))
-                rows.append({"task": name, "version": int(mv.version), "aliases": names,
-                             "metric": metric, "value": value, "run_id": (mv.tags or {}).get(T + "run_id"),
-                             "run_dir": (mv.tags or {}).get(T + "run_dir"),
-                             "created": pd.to_datetime(mv.creation_timestamp, unit="ms", utc=True),
-                             "mlflow_run_id": mv.run_id})
+                rows.append(
+                    {
+                        "task": name,
+                        "version": int(mv.version),
+                        "aliases": names,
+                        "metric": metric,
+                        "value": value,
+                        "run_id": (mv.tags or {}).get(T + "run_id"),
+                        "run_dir": (mv.tags or {}).get(T + "run_dir"),
+                        "created": pd.to_datetime(mv.creation_timestamp, unit="ms", utc=True),
+                        "mlflow_run_id": mv.run_id,
+                    }
+                )
     cols = ["task", "version", "aliases", "metric", "value", "run_id", "run_dir", "created", "mlflow_run_id"]
     return pd.DataFrame(rows, columns=cols)
 
 
 # ---- promotion ----
 
-def promote(task: str, version: int | str | None = None, run: str | Path | None = None, force: bool = False,
-            uri: str | None = None) -> dict:
+
+def promote(
+    task: str,
+    version: int | str | None = None,
+    run: str | Path | None = None,
+    force: bool = False,
+    uri: str | None = None,
+) -> dict:
     """Move alias `champion` of `task` to `version`, to the version registered from `run` (a run folder
     or its id), or to the `candidate` -> {"task", "version", "replaced", "message"}.
 
@@ -249,18 +320,24 @@ def promote(task: str, version: int | str | None = None, run: str | Path | None 
         _check_version_run(client, target)
         champion = _alias(client, task, CHAMPION)
         if champion is not None and str(champion.version) == str(target.version):
-            return {"task": task, "version": int(target.version), "replaced": None,
-                    "message": f"{task} v{target.version} already is the {CHAMPION}"}
+            return {
+                "task": task,
+                "version": int(target.version),
+                "replaced": None,
+                "message": f"{task} v{target.version} already is the {CHAMPION}",
+            }
         note = _compare(task, target, champion, force)
         client.set_registered_model_alias(task, CHAMPION, target.version)  # the candidate alias stays where it is
     replaced = int(champion.version) if champion is not None else None
-    msg = (f"{task}: {CHAMPION} is now v{target.version}" +
-           (f" (replaced v{replaced}{note})" if replaced is not None else " (there was no champion)"))
+    msg = f"{task}: {CHAMPION} is now v{target.version}" + (
+        f" (replaced v{replaced}{note})" if replaced is not None else " (there was no champion)"
+    )
     return {"task": task, "version": int(target.version), "replaced": replaced, "message": msg}
 
 
 def _alias(client, task: str, alias: str):
     from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(task, alias)
     except MlflowException:
@@ -294,10 +371,14 @@ def _explain_unregistered_run(run: Path, task: str) -> None:
         try:
             predictors.model_dir_in(run)
         except ValueError:
-            raise ValueError(f"run {run.name} has no saved model (nothing under models/ with a "
-                             f"{predictors.CARD}); run the notebook with register=True") from None
-        raise ValueError(f"run {run.name} has a saved model but no registered {task} version "
-                         "(its metric did not clear the threshold, or the tracker was unreachable)")
+            raise ValueError(
+                f"run {run.name} has no saved model (nothing under models/ with a "
+                f"{predictors.CARD}); run the notebook with register=True"
+            ) from None
+        raise ValueError(
+            f"run {run.name} has a saved model but no registered {task} version "
+            "(its metric did not clear the threshold, or the tracker was unreachable)"
+        )
     raise ValueError(f"no {task} version was registered from run {run.name!r}")
 
 
@@ -326,8 +407,10 @@ def _compare(task: str, target, champion, force: bool) -> str:
     if m_new != m_old or v_new is None or v_old is None:
         raise ValueError(f"{task}: cannot compare {shown}; use force to promote anyway")
     if not _beats(v_new, v_old, greater):
-        raise ValueError(f"{task}: v{target.version} does not beat the champion ({shown}, "
-                         f"{'higher' if greater else 'lower'} is better); use force to promote anyway")
+        raise ValueError(
+            f"{task}: v{target.version} does not beat the champion ({shown}, "
+            f"{'higher' if greater else 'lower'} is better); use force to promote anyway"
+        )
     return f"; {shown}"
 
 

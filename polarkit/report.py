@@ -2,6 +2,7 @@
 
 Reads only run folders; a failed, running or half-written run shows as such instead of breaking.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,8 +36,11 @@ def _text(v) -> str:
 def run_dirs(outputs: Path | None = None, pattern: str = "*") -> list[Path]:
     """Run folders under outputs/<notebook>/<run>/ whose notebook stem matches `pattern` (glob)."""
     outputs = Path(outputs or runs.outputs_dir())
-    return sorted(p for p in outputs.glob(f"{pattern}/*") if p.is_dir() and (p / "status.json").exists()
-                  or p.is_dir() and (p / "params.yaml").exists())
+    return sorted(
+        p
+        for p in outputs.glob(f"{pattern}/*")
+        if p.is_dir() and (p / "status.json").exists() or p.is_dir() and (p / "params.yaml").exists()
+    )
 
 
 def _params(run_dir: Path) -> dict:
@@ -69,9 +73,16 @@ def _run_row(d: Path) -> dict:
         state = "died"
     error = ": ".join(str(x) for x in (st.get("error"), st.get("message")) if x)
     error = "; ".join(x for x in (error, bad_status, bad_metrics) if x) or None
-    return {"notebook": d.parent.name, "run": d.name, "status": state, "profile": st.get("profile"),
-            "start": st.get("start"), "duration_s": st.get("duration_s"), "error": error,
-            **{k: v for k, v in metrics.items() if k not in _BASE}}
+    return {
+        "notebook": d.parent.name,
+        "run": d.name,
+        "status": state,
+        "profile": st.get("profile"),
+        "start": st.get("start"),
+        "duration_s": st.get("duration_s"),
+        "error": error,
+        **{k: v for k, v in metrics.items() if k not in _BASE},
+    }
 
 
 def load_runs(outputs: Path | None = None, pattern: str = "*") -> pd.DataFrame:
@@ -88,14 +99,17 @@ def metric_columns(board: pd.DataFrame) -> list[str]:
 
 def differing_params(run_dirs_: list[Path]) -> pd.DataFrame:
     """Parameters whose values differ across the given runs (one row per run)."""
-    table = pd.DataFrame([{k: repr(v) if isinstance(v, (list, dict)) else v for k, v in _params(d).items()}
-                          for d in run_dirs_], index=[d.name for d in run_dirs_])
+    table = pd.DataFrame(
+        [{k: repr(v) if isinstance(v, (list, dict)) else v for k, v in _params(d).items()} for d in run_dirs_],
+        index=[d.name for d in run_dirs_],
+    )
     keep = [c for c in table.columns if table[c].astype(str).nunique(dropna=False) > 1]
     return table[keep]
 
 
-def leaderboard(outputs: Path | None = None, pattern: str = "*", metric: str | None = None,
-                ascending: bool | None = None) -> pd.DataFrame:
+def leaderboard(
+    outputs: Path | None = None, pattern: str = "*", metric: str | None = None, ascending: bool | None = None
+) -> pd.DataFrame:
     """Runs sorted by `metric` (succeeded first, best first); with one notebook, the differing params are added.
 
     `ascending` None: by the metric's direction (`score.greater_is_better`: losses ascending, accuracies
@@ -123,8 +137,10 @@ def _check_metric(board: pd.DataFrame, metric: str, pattern: str) -> None:
     if metric not in have:
         close = difflib.get_close_matches(metric, have, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown metric {metric!r}{hint}; metrics of the runs matching {pattern!r}: "
-                         f"{', '.join(sorted(have)) or 'none'}")
+        raise ValueError(
+            f"unknown metric {metric!r}{hint}; metrics of the runs matching {pattern!r}: "
+            f"{', '.join(sorted(have)) or 'none'}"
+        )
 
 
 def _status_first(col: pd.Series) -> pd.Series:
@@ -141,26 +157,42 @@ def write_index(outputs: Path | None = None) -> Path:
     rows = []
     for r in df.to_dict("records"):
         d = outputs / r["notebook"] / r["run"]
-        links = [f'<a href="{html.escape(str(p.relative_to(outputs)))}">{html.escape(p.name)}</a>'
-                 for p in [d / "notebook.html", *sorted(d.glob("figures/*.png")), *sorted(d.glob("attention/*.html"))]
-                 if p.exists()]
+        links = [
+            f'<a href="{html.escape(str(p.relative_to(outputs)))}">{html.escape(p.name)}</a>'
+            for p in [d / "notebook.html", *sorted(d.glob("figures/*.png")), *sorted(d.glob("attention/*.html"))]
+            if p.exists()
+        ]
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.items() if k not in _BASE and _is_number(v))
-        cells = [r["notebook"], r["run"], r["status"], _text(r.get("profile")), _text(r.get("duration_s")),
-                 metrics, _text(r.get("error")), " ".join(links)]
-        rows.append("<tr>" + "".join(f"<td>{c if i == 7 else html.escape(str(c))}</td>"
-                                     for i, c in enumerate(cells)) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in
-                   ("notebook", "run", "status", "profile", "seconds", "metrics", "error", "files"))
-    page = (f"<!doctype html><meta charset='utf-8'><title>polarkit runs</title>"
-            f"<style>{_CSS}</style><h1>polarkit runs</h1><table><tr>{head}</tr>{''.join(rows)}</table>")
+        cells = [
+            r["notebook"],
+            r["run"],
+            r["status"],
+            _text(r.get("profile")),
+            _text(r.get("duration_s")),
+            metrics,
+            _text(r.get("error")),
+            " ".join(links),
+        ]
+        rows.append(
+            "<tr>" + "".join(f"<td>{c if i == 7 else html.escape(str(c))}</td>" for i, c in enumerate(cells)) + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("notebook", "run", "status", "profile", "seconds", "metrics", "error", "files")
+    )
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>polarkit runs</title>"
+        f"<style>{_CSS}</style><h1>polarkit runs</h1><table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
     path = outputs / "index.html"
     outputs.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}")
+_CSS = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}"
+)
 
 
 # ---- closing table of `polarkit run` ------------------------------------------------------
@@ -177,7 +209,8 @@ HEADLINES: dict[str, tuple[str, ...] | dict[str, tuple[str, ...]]] = {
     "07_review_classifier": {
         "sentiment": ("test_accuracy", "test_tfidf_accuracy"),
         "keywords": ("valid_micro_f1", "valid_tuned_micro_f1", "valid_tfidf_tuned_micro_f1"),
-        "keyword_sentiment": ("dev_pair_f1", "dev_tfidf_pair_f1")},
+        "keyword_sentiment": ("dev_pair_f1", "dev_tfidf_pair_f1"),
+    },
     "08_compare_runs": (),
 }
 
@@ -190,8 +223,15 @@ def headline_keys(notebook: str, metrics: dict, params: dict | None = None) -> t
         spec = spec.get((params or {}).get("task"))
     if spec is not None:
         return spec
-    first = next((k for prefix in ("test_", "dev_", "val_") for k, v in metrics.items()
-                  if k.startswith(prefix) and _is_number(v)), None)
+    first = next(
+        (
+            k
+            for prefix in ("test_", "dev_", "val_")
+            for k, v in metrics.items()
+            if k.startswith(prefix) and _is_number(v)
+        ),
+        None,
+    )
     return (first,) if first else ()
 
 
@@ -211,9 +251,15 @@ def closing_table(dirs: list[Path]) -> pd.DataFrame:
         r = _run_row(d)
         metrics = {k: v for k, v in r.items() if k not in _BASE}
         seconds = r["duration_s"]
-        rows.append({"notebook": r["notebook"], "run": r["run"], "status": r["status"],
-                     "duration": f"{seconds:.0f} s" if _is_number(seconds) else "",
-                     "headline": headline(r["notebook"], metrics, _params(d)) or _text(r["error"])})
+        rows.append(
+            {
+                "notebook": r["notebook"],
+                "run": r["run"],
+                "status": r["status"],
+                "duration": f"{seconds:.0f} s" if _is_number(seconds) else "",
+                "headline": headline(r["notebook"], metrics, _params(d)) or _text(r["error"]),
+            }
+        )
     return pd.DataFrame(rows, columns=["notebook", "run", "status", "duration", "headline"])
 
 
@@ -232,6 +278,7 @@ def default_metric(board: pd.DataFrame) -> str | None:
 def plot_metric(board: pd.DataFrame, metric: str):
     """Bar chart of `metric` per run (succeeded runs only), labelled notebook/run."""
     from polarkit.viz import plots
+
     ok = board[(board["status"] == "succeeded") & board[metric].notna()] if metric in board else board.iloc[:0]
     fig, ax = plots.figure(size=(8, 0.4 * max(3, len(ok)) + 1))
     if ok.empty:
@@ -247,6 +294,7 @@ def plot_metric(board: pd.DataFrame, metric: str):
 def plot_histories(dirs: list[Path], column: str = "eval_loss", name: str = "history.csv"):
     """Training curves (`column` vs epoch) of every run that saved a history, overlaid."""
     from polarkit.viz import plots
+
     fig, ax = plots.figure(size=(8, 4))
     for d in dirs:
         try:

@@ -4,6 +4,7 @@ outputs/<notebook-stem>/<YYYYmmdd-HHMMSS>-<short id>/ holds params.yaml, env.jso
 metrics.json, figures/, attention/, predictions.csv, and (written by `polarkit.executor` once the
 kernel is gone) notebook.ipynb + notebook.html.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,13 @@ def new_run_dir(stem: str, base: Path | None = None) -> Path:
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        why = ("it is a file, not a folder" if root.exists() and not root.is_dir() else
-               "it is not writable" if isinstance(e, PermissionError) else e.strerror or str(e))
+        why = (
+            "it is a file, not a folder"
+            if root.exists() and not root.is_dir()
+            else "it is not writable"
+            if isinstance(e, PermissionError)
+            else e.strerror or str(e)
+        )
         raise OutputsError(e.errno, f"cannot create run folders under {root} ($POLARKIT_OUTPUTS): {why}") from None
     while True:
         d = base / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -177,7 +183,9 @@ class Run:
         return path
 
     def save_history(self, df, name: str = "history") -> Path:
-        """Write a training history (one row per evaluation or logged step) to `<name>.csv` (compare reads history.csv)."""
+        """Write a training history (one row per evaluation or logged step) to `<name>.csv`.
+
+        `compare` reads history.csv."""
         path = self.dir / f"{name}.csv"
         df.to_csv(path, index=False)
         return path
@@ -187,6 +195,7 @@ class Run:
         merged = self.log_metrics(metrics or {})
         self.set_status("succeeded", end=now(), duration_s=_duration(self.status()))
         import pandas as pd
+
         return pd.DataFrame({"metric": list(merged), "value": list(merged.values())})
 
 
@@ -215,8 +224,7 @@ def parameters_in(namespace: dict[str, Any]) -> dict[str, Any]:
     """The notebook's parameters: the plain-valued public globals defined before `start_run`."""
     skip = {"In", "Out", "exit", "quit", "get_ipython", "open"}
     plain = (int, float, str, bool, list, dict, type(None))
-    return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k not in skip and isinstance(v, plain)}
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in skip and isinstance(v, plain)}
 
 
 def current() -> Run | None:
@@ -236,14 +244,18 @@ def start_run(notebook: str, namespace: dict[str, Any]) -> Run:
     run = Run(Path(given)) if given else Run(new_run_dir(notebook))
     run.dir.mkdir(parents=True, exist_ok=True)
     old = run.status()
-    run.set_status("running", notebook=notebook, start=old.get("start") or now(),
-                   profile=os.environ.get("POLARKIT_PROFILE") or old.get("profile"), kernel_pid=os.getpid())
+    run.set_status(
+        "running",
+        notebook=notebook,
+        start=old.get("start") or now(),
+        profile=os.environ.get("POLARKIT_PROFILE") or old.get("profile"),
+        kernel_pid=os.getpid(),
+    )
     if not given:
         _watch_papermill(run)  # first, so that even a parameter error below leaves a finished record
     _CURRENT = run
     values = _checked(notebook, namespace)
-    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False),
-                                         encoding="utf-8")
+    (run.dir / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8")
     write_json(run.dir / "env.json", {**environment.capture(), "seed": values.get("seed")})
     _show_summary(run, notebook, values)
     return run
@@ -253,12 +265,19 @@ def _show_summary(run: Run, notebook: str, values: dict[str, Any]) -> None:
     """The first thing a reviewer sees: what ran, where, on what, at which commit."""
     env = read_json(run.dir / "env.json")
     commit = (env.get("commit") or "?")[:10] + (" (dirty)" if env.get("dirty") else "")
-    rows = {"notebook": notebook, "run id": run.id, "profile": run.status().get("profile") or "-",
-            "model": values.get("model", "-"), "data": os.environ.get("POLARKIT_DATA") or "hub",
-            "device": env.get("device", "-"),
-            "git commit": commit, "run folder": str(run.dir)}
+    rows = {
+        "notebook": notebook,
+        "run id": run.id,
+        "profile": run.status().get("profile") or "-",
+        "model": values.get("model", "-"),
+        "data": os.environ.get("POLARKIT_DATA") or "hub",
+        "device": env.get("device", "-"),
+        "git commit": commit,
+        "run folder": str(run.dir),
+    }
     try:
         from IPython.display import Markdown, display
+
         display(Markdown("| run | |\n|---|---|\n" + "\n".join(f"| {k} | `{v}` |" for k, v in rows.items())))
     except ImportError:
         print("\n".join(f"{k}: {v}" for k, v in rows.items()))
@@ -273,6 +292,7 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     if not nb.is_file():
         return values
     from polarkit import params
+
     declared = params.declared(nb)
     unknown = {k: namespace[k] for k in _injected_names(namespace) if k not in declared}
     if unknown:  # papermill only warns about a -p name the notebook does not declare; refuse it as the CLI does
@@ -292,14 +312,20 @@ def _checked(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
 def _injected_names(namespace: dict[str, Any]) -> list[str]:
     """Names assigned by papermill's injected-parameters cell (its source starts `# Parameters`), if any."""
     import ast
+
     for source in reversed(namespace.get("In") or []):
         if source.lstrip().startswith("# Parameters"):
             try:
                 tree = ast.parse(source)
             except SyntaxError:
                 return []
-            return [t.id for node in tree.body if isinstance(node, ast.Assign)
-                    for t in node.targets if isinstance(t, ast.Name)]
+            return [
+                t.id
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+            ]
     return []
 
 
@@ -311,13 +337,14 @@ def _papermill_command(pid: int) -> tuple[Path, dict] | None:
     except OSError:
         return None
     for i, a in enumerate(argv[:3]):
-        if Path(a).name == "papermill" or (a == "-m" and argv[i + 1:i + 2] == ["papermill"]):
-            args = argv[i + (2 if a == "-m" else 1):]
+        if Path(a).name == "papermill" or (a == "-m" and argv[i + 1 : i + 2] == ["papermill"]):
+            args = argv[i + (2 if a == "-m" else 1) :]
             break
     else:
         return None
     try:
         from papermill.cli import papermill as cli
+
         return cwd, cli.make_context("papermill", list(args), resilient_parsing=True).params
     except Exception:  # noqa: BLE001 - an unparsable command line only loses the notebook copy
         return None
@@ -339,6 +366,7 @@ def _yaml12_values(namespace: dict[str, Any]) -> list[str]:
 
     A duplicate key or an empty file is refused here as the CLI refuses it (ParamError)."""
     from polarkit import params
+
     found = _papermill_command(os.getppid())
     if not found:
         return []
@@ -360,5 +388,8 @@ def _watch_papermill(run: Run) -> None:
         return  # interactive session (or output to stdout): no executed notebook file to collect
     subprocess.Popen(
         [sys.executable, "-m", "polarkit.executor", "watch", str(os.getppid()), str(run.dir), str(found[1])],
-        start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(run.dir / "watcher.log", "w"))
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(run.dir / "watcher.log", "w"),
+    )

@@ -4,12 +4,12 @@ Metric keys are `{key_prefix}{metric}`; callers pass key_prefix="test_" etc. to 
 Every metric carries its direction: `greater_is_better(name)` (losses, perplexity, the TestSheet gap,
 errors and seconds are better lower), for checkpoint choice (`train.fit`) and for sorting runs (`report`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
-
 
 # Metric names (the part after a `{split}_` key prefix) for which lower is better; every other metric
 # polarkit writes (accuracy, mcc, f1, pearson, auc, ...) is better higher.
@@ -57,8 +57,11 @@ def multilabel(y_true, y_prob, threshold=0.5, key_prefix: str = "") -> dict[str,
     out = {}
     for avg in ("micro", "macro"):
         p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
-        out |= {f"{key_prefix}{avg}_precision": float(p), f"{key_prefix}{avg}_recall": float(r),
-                f"{key_prefix}{avg}_f1": float(f)}
+        out |= {
+            f"{key_prefix}{avg}_precision": float(p),
+            f"{key_prefix}{avg}_recall": float(r),
+            f"{key_prefix}{avg}_f1": float(f),
+        }
     return out
 
 
@@ -84,10 +87,11 @@ def per_class(y_true, y_pred, names) -> dict[str, dict[str, float]]:
     (or [N] class ids, C = len(names)) -> {name: {precision, recall, f1, support}}."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = None if y_true.ndim == 2 else list(range(len(names)))
-    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None,
-                                                     zero_division=0)
-    return {str(n): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                     "support": float(s[i])} for i, n in enumerate(names)}
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        str(n): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
+        for i, n in enumerate(names)
+    }
 
 
 def best_thresholds(y_true, y_prob, grid=None, default: float = 0.5) -> np.ndarray:
@@ -118,4 +122,3 @@ def pair_f1(gold_sets, pred_sets, key_prefix: str = "") -> dict[str, float]:
     r = tp / n_gold if n_gold else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
     return {f"{key_prefix}pair_precision": p, f"{key_prefix}pair_recall": r, f"{key_prefix}pair_f1": f}
-

@@ -37,6 +37,7 @@ authentication in front (and use --read-only there).
 This is a core module: it loads models through `polarkit.predictors` (which imports the task loader a
 model card names), never `polarkit.tasks` directly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,6 +70,7 @@ try:  # the serve extra; without it this module still imports (the CLI adds `ser
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, Response
     from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     MISSING = None
 except ImportError as e:  # pragma: no cover - the serve extra is optional
     MISSING = f"the serve extra is not installed: pip install -e '.[serve]' (no module {e.name!r})"
@@ -78,10 +80,10 @@ log = logging.getLogger("polarkit.serve")
 PAGE = Path(__file__).with_name("serve_page")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CHAMPION = "champion"
-MAX_CHARS = 2000          # per text; the predictors truncate at their max_length tokens anyway
-MAX_BATCH = 32            # inputs per request, and per merged model call
-BATCH_WINDOW_MS = 10.0    # how long a batch may wait for requests already arriving (an idle server never waits)
-MAX_QUEUE = 4096          # queued inputs per task before requests are turned away (503)
+MAX_CHARS = 2000  # per text; the predictors truncate at their max_length tokens anyway
+MAX_BATCH = 32  # inputs per request, and per merged model call
+BATCH_WINDOW_MS = 10.0  # how long a batch may wait for requests already arriving (an idle server never waits)
+MAX_QUEUE = 4096  # queued inputs per task before requests are turned away (503)
 # Model calls in flight at once, each on cores / WORKERS torch threads, and inputs per forward pass inside a
 # call. Chosen on this 2-core CPU (benchmarks/bench_serve.py, server CPU time per request, e5-small-ko):
 # one review alone costs ~25-30 ms of CPU, in length-sorted passes of 8 ~11-14 ms (passes of 32 pad more:
@@ -89,7 +91,7 @@ MAX_QUEUE = 4096          # queued inputs per task before requests are turned aw
 # on one small call do not.
 WORKERS = 2
 MICRO_BATCH = 8
-EXPLAIN_TOKENS = 64       # tokens shown in an attention heatmap (bertviz/heatmap cost grows with T^2)
+EXPLAIN_TOKENS = 64  # tokens shown in an attention heatmap (bertviz/heatmap cost grows with T^2)
 
 
 class Refused(Exception):
@@ -102,9 +104,11 @@ class Refused(Exception):
 
 # ---- models ----
 
+
 @dataclass
 class Served:
     """One loaded model and where it came from."""
+
     task: str
     spec: str
     version: int | None
@@ -126,15 +130,25 @@ class Served:
 
     def info(self) -> dict:
         c = self.card
-        return {"task": self.task, "version": self.version, "spec": self.spec, "kind": self.kind, "pair": self.pair,
-                "labels": c.get("labels"), "metric": c.get("metric"), "value": _finite(c.get("value")),
-                "run_id": c.get("run_id"), "folder": str(self.folder),
-                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.loaded_at))}
+        return {
+            "task": self.task,
+            "version": self.version,
+            "spec": self.spec,
+            "kind": self.kind,
+            "pair": self.pair,
+            "labels": c.get("labels"),
+            "metric": c.get("metric"),
+            "value": _finite(c.get("value")),
+            "run_id": c.get("run_id"),
+            "folder": str(self.folder),
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.loaded_at)),
+        }
 
 
 def store_missing(uri: str | None = None) -> str | None:
     """The redacted store URI when it is a SQLite file that does not exist (listing it would create it)."""
     from polarkit import tracking
+
     uri = uri or tracking.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return tracking.redact(uri)
@@ -144,15 +158,20 @@ def store_missing(uri: str | None = None) -> str | None:
 def champion_specs(uri: str | None = None) -> list[str]:
     """`TASK@champion` for every registered task that has a champion; ValueError when there is none."""
     from polarkit import registry, tracking
+
     if missing := store_missing(uri):
-        raise ValueError(f"no model registry at {missing} yet: run a notebook with register=True and "
-                         "`polarkit promote TASK`, or name what to serve: polarkit serve a model or run folder")
+        raise ValueError(
+            f"no model registry at {missing} yet: run a notebook with register=True and "
+            "`polarkit promote TASK`, or name what to serve: polarkit serve a model or run folder"
+        )
     table = registry.list_models(uri)
     tasks = sorted({row.task for row in table.itertuples() if CHAMPION in str(row.aliases or "").split(", ")})
     if not tasks:
         where = tracking.redact(uri or tracking.tracking_uri())
-        raise ValueError(f"no champion in the registry at {where}: promote one (`polarkit promote TASK`), or name "
-                         "what to serve: polarkit serve sentiment@champion | TASK/VERSION | a run or model folder")
+        raise ValueError(
+            f"no champion in the registry at {where}: promote one (`polarkit promote TASK`), or name "
+            "what to serve: polarkit serve sentiment@champion | TASK/VERSION | a run or model folder"
+        )
     return [f"{t}@{CHAMPION}" for t in tasks]
 
 
@@ -163,9 +182,11 @@ def resolve(spec: str, uri: str | None = None) -> tuple[int | None, Path]:
     if kind == "path":
         return None, predictors.model_dir_in(Path(rest[0]))
     from polarkit import registry
+
     task, ref = rest
-    version = registry.version_of(task, alias=ref if kind == "alias" else None,
-                                  version=ref if kind == "version" else None, uri=uri)
+    version = registry.version_of(
+        task, alias=ref if kind == "alias" else None, version=ref if kind == "version" else None, uri=uri
+    )
     return int(version), predictors.resolve(f"{task}/{version}", uri=uri)
 
 
@@ -188,12 +209,14 @@ def load_served(spec: str, quantize: bool = False, uri: str | None = None) -> Se
 
 # ---- request checks ----
 
+
 def _jtype(x: Any) -> str:
     """The JSON name of a parsed value's type."""
     if isinstance(x, bool):
         return "boolean"
-    return {dict: "object", list: "array", str: "string", int: "number", float: "number",
-            type(None): "null"}.get(type(x), type(x).__name__)
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number", type(None): "null"}.get(
+        type(x), type(x).__name__
+    )
 
 
 def _short(x: Any, limit: int = 60) -> str:
@@ -212,19 +235,24 @@ def parse_body(raw: bytes, what: str) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise Refused(400, f"the request body is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}): "
-                           f"send JSON encoded as UTF-8, such as {what}") from None
+        raise Refused(
+            400,
+            f"the request body is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}): "
+            f"send JSON encoded as UTF-8, such as {what}",
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise Refused(400, f"the request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): "
-                           f"expected {what}") from None
+        raise Refused(
+            400, f"the request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): expected {what}"
+        ) from None
     except RecursionError:
         raise Refused(400, f"the request body nests too deeply to parse: expected {what}") from None
 
 
-def check_inputs(body: Any, pair: bool, max_batch: int = MAX_BATCH, max_chars: int = MAX_CHARS,
-                 exactly_one: bool = False) -> list:
+def check_inputs(
+    body: Any, pair: bool, max_batch: int = MAX_BATCH, max_chars: int = MAX_CHARS, exactly_one: bool = False
+) -> list:
     """The `inputs` list of a predict body, checked; Refused(422) saying what was expected otherwise.
 
     Texts: non-empty strings (not only spaces) of at most `max_chars` characters, valid Unicode.
@@ -248,14 +276,19 @@ def check_inputs(body: Any, pair: bool, max_batch: int = MAX_BATCH, max_chars: i
         one = '["sentence 1", "sentence 2"]' if pair else '"text"'
         raise Refused(422, f'send exactly one input here ({len(inputs)} given): {{"inputs": [{one}]}}')
     if len(inputs) > max_batch:
-        raise Refused(422, f"{len(inputs)} inputs in one request: at most {max_batch} (split the list into several "
-                           "requests; the server merges concurrent requests into batches itself)")
+        raise Refused(
+            422,
+            f"{len(inputs)} inputs in one request: at most {max_batch} (split the list into several "
+            "requests; the server merges concurrent requests into batches itself)",
+        )
     for i, x in enumerate(inputs):
         if pair:
             if not (isinstance(x, list) and len(x) == 2 and all(isinstance(s, str) for s in x)):
                 got = f"a string ({_short(x)})" if isinstance(x, str) else _short(x)
-                raise Refused(422, f"inputs[{i}]: this task scores sentence pairs; expected "
-                                   f'["sentence 1", "sentence 2"], got {got}')
+                raise Refused(
+                    422,
+                    f'inputs[{i}]: this task scores sentence pairs; expected ["sentence 1", "sentence 2"], got {got}',
+                )
             texts = x
         else:
             if not isinstance(x, str):
@@ -267,17 +300,24 @@ def check_inputs(body: Any, pair: bool, max_batch: int = MAX_BATCH, max_chars: i
             if not t.strip():
                 raise Refused(422, f"{where} is empty{' (only spaces)' if t else ''}: send some text")
             if len(t) > max_chars:
-                raise Refused(422, f"{where} has {len(t):,} characters; the limit is {max_chars:,} per text "
-                                   "(shorten it, or start the server with a larger --max-chars)")
+                raise Refused(
+                    422,
+                    f"{where} has {len(t):,} characters; the limit is {max_chars:,} per text "
+                    "(shorten it, or start the server with a larger --max-chars)",
+                )
             try:
                 t.encode("utf-8")
             except UnicodeEncodeError as e:
-                raise Refused(422, f"{where} holds an unpaired surrogate (\\u{ord(t[e.start]):04x} at character "
-                                   f"{e.start}): not valid Unicode text") from None
+                raise Refused(
+                    422,
+                    f"{where} holds an unpaired surrogate (\\u{ord(t[e.start]):04x} at character "
+                    f"{e.start}): not valid Unicode text",
+                ) from None
     return [tuple(x) for x in inputs] if pair else inputs
 
 
 # ---- batching ----
+
 
 @dataclass
 class Job:
@@ -288,7 +328,7 @@ class Job:
 class Batcher:
     """One task's queue and the worker that merges queued requests into model calls."""
 
-    def __init__(self, state: "State", task: str):
+    def __init__(self, state: State, task: str):
         self.state, self.task = state, task
         self.pending: collections.deque[Job] = collections.deque()
         self.queued_inputs = 0
@@ -386,7 +426,7 @@ class Batcher:
         self.inputs_done += len(inputs)
         i = 0
         for job in batch:
-            _settle(job.future, result=(outputs[i:i + len(job.inputs)], served, len(inputs)))
+            _settle(job.future, result=(outputs[i : i + len(job.inputs)], served, len(inputs)))
             i += len(job.inputs)
 
 
@@ -406,12 +446,25 @@ def model_error(task: str, served: Served, e: BaseException) -> Refused:
 
 # ---- application state ----
 
+
 class State:
     """Everything the app shares: the served models, their batchers, the model thread, settings."""
 
-    def __init__(self, specs: list[str] | None, *, batching: bool, batch_window_ms: float, max_batch: int,
-                 max_chars: int, max_queue: int, quantize: bool, workers: int, admin: bool, uri: str | None,
-                 micro_batch: int | None = MICRO_BATCH):
+    def __init__(
+        self,
+        specs: list[str] | None,
+        *,
+        batching: bool,
+        batch_window_ms: float,
+        max_batch: int,
+        max_chars: int,
+        max_queue: int,
+        quantize: bool,
+        workers: int,
+        admin: bool,
+        uri: str | None,
+        micro_batch: int | None = MICRO_BATCH,
+    ):
         self.given_specs = list(specs) if specs else None  # None: every registered champion, re-listed on reload
         self.batching, self.batch_window_ms, self.max_batch = batching, float(batch_window_ms), int(max_batch)
         self.micro_batch = micro_batch or None  # inputs per forward pass inside one model call (None: the predictor's)
@@ -438,8 +491,9 @@ class State:
             except (ValueError, OSError) as e:
                 raise ValueError(f"cannot serve {spec}: {e}") from None
             if s.task in self.models:
-                raise ValueError(f"two models for task {s.task!r}: {self.models[s.task].spec} and {spec} "
-                                 "(serve one model per task)")
+                raise ValueError(
+                    f"two models for task {s.task!r}: {self.models[s.task].spec} and {spec} (serve one model per task)"
+                )
             self.models[s.task] = s
 
     async def call(self, fn, *args):
@@ -481,11 +535,17 @@ class State:
                 old = self.models.get(task)
                 self.models[task] = s  # requests queued from now on use s; a running batch keeps its own reference
                 self._batcher(task)
-                result["changed"].append({"task": task, "from": None if old is None else old.version,
-                                          "to": s.version, "spec": s.spec})
+                result["changed"].append(
+                    {"task": task, "from": None if old is None else old.version, "to": s.version, "spec": s.spec}
+                )
             self.reloads += 1
-            log.info("reload (%s): changed %s, unchanged %s, errors %s", why, result["changed"],
-                     result["unchanged"], result["errors"])
+            log.info(
+                "reload (%s): changed %s, unchanged %s, errors %s",
+                why,
+                result["changed"],
+                result["unchanged"],
+                result["errors"],
+            )
             return result
 
     def _resolve_changes(self) -> dict:
@@ -519,19 +579,29 @@ class State:
         served = sorted(self.models)
         near = difflib.get_close_matches(task, served, n=1, cutoff=0.5)
         hint = f"did you mean {near[0]!r}? " if near else ""
-        raise Refused(404, f"unknown task {task!r}: {hint}this server serves {', '.join(served) or 'nothing'} "
-                           "(POST /predict/<task>; GET /models lists them)")
+        raise Refused(
+            404,
+            f"unknown task {task!r}: {hint}this server serves {', '.join(served) or 'nothing'} "
+            "(POST /predict/<task>; GET /models lists them)",
+        )
 
 
 # ---- attention ----
+
 
 def attention_parts(predictor) -> list[tuple[Any, Any, str, bool]]:
     """[(HF encoder, tokenizer, prefix, joint_pair)] to draw attention with (two for a bi-encoder's pair:
     each sentence is encoded alone). Uses `predictor.attention_parts()` when the predictor offers it."""
     if hasattr(predictor, "attention_parts"):
         return predictor.attention_parts()
-    inner = next((x for x in (getattr(predictor, a, None) for a in ("predictor", "similarity", "keywords"))
-                  if x is not None and hasattr(x, "tokenizer")), predictor)
+    inner = next(
+        (
+            x
+            for x in (getattr(predictor, a, None) for a in ("predictor", "similarity", "keywords"))
+            if x is not None and hasattr(x, "tokenizer")
+        ),
+        predictor,
+    )
     model, tok = getattr(inner, "model", None), getattr(inner, "tokenizer", None)
     if model is None or tok is None:
         raise Refused(501, f"{type(predictor).__name__} exposes no model/tokenizer: no attention view for it")
@@ -545,6 +615,7 @@ def attention_parts(predictor) -> list[tuple[Any, Any, str, bool]]:
 def explain(served: Served, item) -> list[dict]:
     """Attention of one input (model thread): [{"title", "tokens", "attention" (L,H,T,T), "n_total"}]."""
     from polarkit.viz.attention import run_attention
+
     parts = attention_parts(served.predictor)
     texts = list(item) if isinstance(item, tuple) else [item]
     jobs = []
@@ -552,8 +623,10 @@ def explain(served: Served, item) -> list[dict]:
         if len(texts) == 2 and joint:
             jobs.append(("sentence 1 + sentence 2", encoder, tok, prefix + texts[0], texts[1]))
         else:
-            jobs += [(f"sentence {i + 1}" if len(texts) == 2 else "input", encoder, tok, prefix + t, None)
-                     for i, t in enumerate(texts)]
+            jobs += [
+                (f"sentence {i + 1}" if len(texts) == 2 else "input", encoder, tok, prefix + t, None)
+                for i, t in enumerate(texts)
+            ]
     out = []
     with served.explain_lock:  # run_attention switches the model to eager attention for the call
         for title, encoder, tok, a, b in jobs:
@@ -568,6 +641,7 @@ def explain(served: Served, item) -> list[dict]:
 def render(views: list[dict], task: str) -> list[dict]:
     """PNG heatmaps (last layer, first heads: polarkit.viz.heatmap_grid) as data: URLs."""
     from polarkit import viz
+
     viz.hangul_font()
     out = []
     for v in views:
@@ -576,12 +650,20 @@ def render(views: list[dict], task: str) -> list[dict]:
         fig = viz.heatmap_grid(v["attention"], v["tokens"], title=f"{task}: {v['title']}, last layer{shown}")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=150, facecolor="white")
-        out.append({"title": v["title"], "tokens": list(v["tokens"]), "n_total": v["n_total"], "truncated": bool(shown),
-                    "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")})
+        out.append(
+            {
+                "title": v["title"],
+                "tokens": list(v["tokens"]),
+                "n_total": v["n_total"],
+                "truncated": bool(shown),
+                "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+            }
+        )
     return out
 
 
 # ---- the app ----
+
 
 def torch_threads() -> int | None:
     """torch's intra-op thread count (None when torch is not loaded yet)."""
@@ -594,20 +676,27 @@ def _finite(v):
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False, default=str, allow_nan=False).encode("utf-8"),
-                    status_code=status, media_type="application/json")
+    return Response(
+        json.dumps(data, ensure_ascii=False, default=str, allow_nan=False).encode("utf-8"),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 async def read_json_body(request: Request, what: str, limit: int) -> Any:
     """The request's JSON body, with 415 / 413 / 400 answers that say what was expected."""
     ctype = request.headers.get("content-type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
-        raise Refused(415, f"send the body as JSON with the header Content-Type: application/json "
-                           f"(got {ctype or 'no Content-Type'}), e.g. {what}")
+        raise Refused(
+            415,
+            f"send the body as JSON with the header Content-Type: application/json "
+            f"(got {ctype or 'no Content-Type'}), e.g. {what}",
+        )
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise Refused(413, f"the request body has {int(length):,} bytes; the limit is {limit:,}: send fewer or "
-                           "shorter inputs")
+        raise Refused(
+            413, f"the request body has {int(length):,} bytes; the limit is {limit:,}: send fewer or shorter inputs"
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -620,6 +709,7 @@ async def read_json_body(request: Request, what: str, limit: int) -> Any:
 def hangul_font_file() -> Path | None:
     """A Hangul TTF for the page: koreanize-matplotlib's NanumGothic, else a system one (fonts-nanum, ...)."""
     from polarkit.viz import fonts
+
     for path in fonts._packaged_fonts() + fonts._system_fonts():
         if path.suffix.lower() == ".ttf" and path.is_file() and fonts.has_hangul(path):
             return path
@@ -631,6 +721,7 @@ def web_font(path: Path) -> bytes:
     font sanitizer (OTS) rejects ("TSI3: zero-length table"); they only matter to the hinting editor, so
     they are dropped. fontTools comes with matplotlib. ~2.4 MB for NanumGothic, made once (~0.5 s)."""
     from fontTools.ttLib import TTFont
+
     font = TTFont(str(path), lazy=True)
     for tag in [t for t in font.keys() if t.startswith("TSI")]:
         del font[tag]
@@ -643,6 +734,7 @@ def web_font(path: Path) -> bytes:
 def registry_rows(uri: str | None) -> list[dict]:
     """registry.list_models() as JSON-ready rows."""
     from polarkit import registry
+
     if store_missing(uri):
         return []
     table = registry.list_models(uri)
@@ -654,10 +746,22 @@ def registry_rows(uri: str | None) -> list[dict]:
     return rows
 
 
-def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WINDOW_MS, max_batch: int = MAX_BATCH,
-               *, batching: bool = True, max_chars: int = MAX_CHARS, max_queue: int = MAX_QUEUE,
-               quantize: bool = False, workers: int = WORKERS, threads: int | None = None, admin: bool = True,
-               uri: str | None = None, host: str = "127.0.0.1", micro_batch: int | None = MICRO_BATCH) -> FastAPI:
+def create_app(
+    specs: list[str] | None = None,
+    batch_window_ms: float = BATCH_WINDOW_MS,
+    max_batch: int = MAX_BATCH,
+    *,
+    batching: bool = True,
+    max_chars: int = MAX_CHARS,
+    max_queue: int = MAX_QUEUE,
+    quantize: bool = False,
+    workers: int = WORKERS,
+    threads: int | None = None,
+    admin: bool = True,
+    uri: str | None = None,
+    host: str = "127.0.0.1",
+    micro_batch: int | None = MICRO_BATCH,
+) -> FastAPI:
     """The FastAPI app serving `specs` (default: every registered task's champion), models loaded now.
 
     batching: merge concurrent requests (off: each request is one model call); batch_window_ms: the
@@ -671,10 +775,21 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
         raise ImportError(MISSING)
     if threads or workers > 1:  # several model threads: share the cores out instead of oversubscribing them
         import torch
+
         torch.set_num_threads(int(threads or max(1, len(os.sched_getaffinity(0)) // workers)))
-    state = State(specs, batching=batching, batch_window_ms=batch_window_ms, max_batch=max_batch,
-                  max_chars=max_chars, max_queue=max_queue, quantize=quantize, workers=workers, admin=admin, uri=uri,
-                  micro_batch=micro_batch)
+    state = State(
+        specs,
+        batching=batching,
+        batch_window_ms=batch_window_ms,
+        max_batch=max_batch,
+        max_chars=max_chars,
+        max_queue=max_queue,
+        quantize=quantize,
+        workers=workers,
+        admin=admin,
+        uri=uri,
+        micro_batch=micro_batch,
+    )
     state.load_all()
     any_pair = any(s.pair for s in state.models.values())
     body_limit = max_batch * (2 if any_pair else 1) * (max_chars * 6 + 16) + 65536  # \uXXXX escapes: 6 bytes/char
@@ -695,8 +810,11 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
             await state.stop()
 
     # FastAPI >= 0.165 traces/meters every request through OpenTelemetry when a provider is configured: off here
-    quiet = {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}} \
-        if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
+    quiet = (
+        {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+        if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+        else {}
+    )
     app = FastAPI(title="polarkit serve", lifespan=lifespan, docs_url=None, redoc_url=None, **quiet)  # /docs: a CDN
     app.state.serve = state
     if host in LOOPBACK:  # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example
@@ -713,16 +831,35 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "tasks": {t: s.version for t, s in sorted(state.models.items())},
-                "batching": state.batching, "batch_window_ms": state.batch_window_ms, "max_batch": state.max_batch,
-                "micro_batch": state.micro_batch, "workers": state.workers, "torch_threads": torch_threads(),
-                "queued": {t: b.queued_inputs for t, b in state.batchers.items()},
-                "calls": {t: b.calls for t, b in state.batchers.items()},
-                "uptime_s": round(time.time() - state.started, 1), "reloads": state.reloads}
+        return {
+            "status": "ok",
+            "tasks": {t: s.version for t, s in sorted(state.models.items())},
+            "batching": state.batching,
+            "batch_window_ms": state.batch_window_ms,
+            "max_batch": state.max_batch,
+            "micro_batch": state.micro_batch,
+            "workers": state.workers,
+            "torch_threads": torch_threads(),
+            "queued": {t: b.queued_inputs for t, b in state.batchers.items()},
+            "calls": {t: b.calls for t, b in state.batchers.items()},
+            "uptime_s": round(time.time() - state.started, 1),
+            "reloads": state.reloads,
+        }
 
-    predict_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["inputs"], "properties": {"inputs": {"type": "array", "maxItems": max_batch,
-                                                                            "items": {}}}}}}}}
+    predict_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["inputs"],
+                        "properties": {"inputs": {"type": "array", "maxItems": max_batch, "items": {}}},
+                    }
+                }
+            },
+        }
+    }
 
     @app.post("/predict/{task}", openapi_extra=predict_doc)
     async def predict(task: str, request: Request):
@@ -767,9 +904,18 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
         except Exception as e:  # noqa: BLE001 - no registry is fine: served folders still list
             rows, error = [], f"{type(e).__name__}: {e}"
         from polarkit import tracking
-        return _json({"served": [s.info() for _, s in sorted(state.models.items())], "registry": rows,
-                      "registry_error": error, "store": tracking.redact(state.uri or tracking.tracking_uri()),
-                      "admin": state.admin, "max_batch": state.max_batch, "max_chars": state.max_chars})
+
+        return _json(
+            {
+                "served": [s.info() for _, s in sorted(state.models.items())],
+                "registry": rows,
+                "registry_error": error,
+                "store": tracking.redact(state.uri or tracking.tracking_uri()),
+                "admin": state.admin,
+                "max_batch": state.max_batch,
+                "max_chars": state.max_chars,
+            }
+        )
 
     def require_admin():
         if not state.admin:
@@ -790,14 +936,22 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
             raise Refused(422, f"expected a JSON object with a 'task' string (optionally 'version', 'force'): {what}")
         extra = sorted(set(body) - {"task", "version", "force"})
         version, force = body.get("version"), body.get("force", False)
-        if extra or not (version is None or (isinstance(version, int) and not isinstance(version, bool))) \
-                or not isinstance(force, bool):
-            raise Refused(422, f"expected {what} ('version' a number or absent: the candidate; 'force' true/false)"
-                               + (f"; unknown field(s) {extra}" if extra else ""))
+        if (
+            extra
+            or not (version is None or (isinstance(version, int) and not isinstance(version, bool)))
+            or not isinstance(force, bool)
+        ):
+            raise Refused(
+                422,
+                f"expected {what} ('version' a number or absent: the candidate; 'force' true/false)"
+                + (f"; unknown field(s) {extra}" if extra else ""),
+            )
         from polarkit import registry
+
         try:
-            result = await asyncio.to_thread(registry.promote, body["task"], version=version, force=force,
-                                             uri=state.uri)
+            result = await asyncio.to_thread(
+                registry.promote, body["task"], version=version, force=force, uri=state.uri
+            )
         except ValueError as e:
             raise Refused(409, str(e)) from None
         return _json(result)
@@ -829,22 +983,40 @@ def create_app(specs: list[str] | None = None, batch_window_ms: float = BATCH_WI
 
 # ---- command line ----
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="*", metavar="SPEC",
-                   help="what to serve: TASK@ALIAS, TASK/VERSION, run or model folders (default: every champion)")
+    p.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="what to serve: TASK@ALIAS, TASK/VERSION, run or model folders (default: every champion)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-batching", dest="batching", action="store_false", help="one model call per request")
-    p.add_argument("--batch-window-ms", type=float, default=BATCH_WINDOW_MS,
-                   help=f"longest wait for requests already arriving (default {BATCH_WINDOW_MS:g})")
-    p.add_argument("--max-batch", type=int, default=MAX_BATCH, help=f"inputs per request and per model call "
-                                                                    f"(default {MAX_BATCH})")
-    p.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
-                   help=f"inputs per forward pass inside a merged call (length-sorted: less padding; default "
-                        f"{MICRO_BATCH}; 0: the predictor's own)")
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=BATCH_WINDOW_MS,
+        help=f"longest wait for requests already arriving (default {BATCH_WINDOW_MS:g})",
+    )
+    p.add_argument(
+        "--max-batch", type=int, default=MAX_BATCH, help=f"inputs per request and per model call (default {MAX_BATCH})"
+    )
+    p.add_argument(
+        "--micro-batch",
+        type=int,
+        default=MICRO_BATCH,
+        help=f"inputs per forward pass inside a merged call (length-sorted: less padding; default "
+        f"{MICRO_BATCH}; 0: the predictor's own)",
+    )
     p.add_argument("--max-chars", type=int, default=MAX_CHARS, help=f"characters per text (default {MAX_CHARS})")
-    p.add_argument("--workers", type=int, default=WORKERS, help=f"model calls in flight at once, each in its own "
-                                                                f"thread (default {WORKERS})")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help=f"model calls in flight at once, each in its own thread (default {WORKERS})",
+    )
     p.add_argument("--threads", type=int, help="torch threads per model call (default: cores / workers)")
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation of the Linear layers (CPU)")
     p.add_argument("--read-only", dest="admin", action="store_false", help="turn /promote and /reload off")
@@ -862,30 +1034,55 @@ def add_parser(sub) -> None:
 def cmd_serve(args) -> int:
     if MISSING:
         raise ValueError(MISSING)  # the CLI prints `polarkit serve: the serve extra is not installed: ...`
-    return main(host=args.host, port=args.port, specs=args.specs or None, batching=args.batching,
-                batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, max_chars=args.max_chars,
-                micro_batch=args.micro_batch, workers=args.workers,
-                threads=args.threads, quantize=args.quantize, admin=args.admin, log_level=args.log_level,
-                access_log=args.access_log)
+    return main(
+        host=args.host,
+        port=args.port,
+        specs=args.specs or None,
+        batching=args.batching,
+        batch_window_ms=args.batch_window_ms,
+        max_batch=args.max_batch,
+        max_chars=args.max_chars,
+        micro_batch=args.micro_batch,
+        workers=args.workers,
+        threads=args.threads,
+        quantize=args.quantize,
+        admin=args.admin,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
 
 
-def main(host: str = "127.0.0.1", port: int = 8000, specs: list[str] | None = None, *, log_level: str = "info",
-         access_log: bool = True, **options) -> int:
+def main(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    specs: list[str] | None = None,
+    *,
+    log_level: str = "info",
+    access_log: bool = True,
+    **options,
+) -> int:
     """Load the models, then serve them with uvicorn until Ctrl-C / SIGTERM (SIGHUP reloads)."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), format="%(levelname)s: %(name)s: %(message)s")
     if host not in LOOPBACK:
-        print(f"polarkit serve: binding {host}: anyone who can reach this machine can call it. Put a reverse proxy "
-              "with TLS and authentication in front, and use --read-only there.", file=sys.stderr)
+        print(
+            f"polarkit serve: binding {host}: anyone who can reach this machine can call it. Put a reverse proxy "
+            "with TLS and authentication in front, and use --read-only there.",
+            file=sys.stderr,
+        )
     app = create_app(specs, host=host, **options)
     state: State = app.state.serve
     for s in state.models.values():
         where = f"v{s.version}" if s.version is not None else str(s.folder)
         print(f"polarkit serve: {s.task} <- {s.spec} ({where})")
     shown = f"[{host}]" if ":" in host else host
-    print(f"polarkit serve: page http://{shown}:{port}/ ; API POST /predict/<task>, GET /models, GET /health"
-          f" (batching {'on' if state.batching else 'off'})", flush=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log, workers=1,
-                            timeout_graceful_shutdown=10)
+    print(
+        f"polarkit serve: page http://{shown}:{port}/ ; API POST /predict/<task>, GET /models, GET /health"
+        f" (batching {'on' if state.batching else 'off'})",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=access_log, workers=1, timeout_graceful_shutdown=10
+    )
     uvicorn.Server(config).run()
     return 0
 

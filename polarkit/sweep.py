@@ -77,6 +77,7 @@ Reading a sweep: `report_sweep(name)` / `polarkit sweep --report NAME` -> trials
 noise estimate, importances, plots and `outputs/sweeps/<name>/best.yaml` (base + best parameters,
 accepted by `polarkit run NOTEBOOK -f best.yaml` and `papermill NOTEBOOK OUT -f best.yaml`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,11 +101,25 @@ import yaml
 
 from polarkit import executor, runs
 from polarkit import params as P
+
 # polarkit.trial (it imports transformers) is imported inside the functions that need it, so that
 # building the command-line parser (`add_parser`) stays light.
 
-KEYS = {"notebook", "base", "fixed", "metric", "direction", "sampler", "pruner", "trials", "seed",
-        "prune_metric", "prune_step", "space", "description"}
+KEYS = {
+    "notebook",
+    "base",
+    "fixed",
+    "metric",
+    "direction",
+    "sampler",
+    "pruner",
+    "trials",
+    "seed",
+    "prune_metric",
+    "prune_step",
+    "space",
+    "description",
+}
 SAMPLERS = ("tpe", "random", "grid")
 VALIDATION_SPLITS = {"val", "valid", "validation", "eval", "held", "heldout", "holdout"}
 TEST_SPLITS = {"test", "dev"}
@@ -113,15 +128,28 @@ STORAGE_ENV = "POLARKIT_SWEEP_STORAGE"  # default --storage (also how --workers 
 _METRIC_RX = re.compile(r"^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_@.]+$")
 _PRIMITIVE = (type(None), bool, int, float, str)
 # train.fit eval metrics offered as eval_<m> when the notebook mentions them (compute_metrics' usual names)
-_EVAL_METRICS = {"loss", "accuracy", "f1", "mcc", "pearson", "spearman", "precision", "recall", "auc", "micro_f1",
-                 "macro_f1"}
+_EVAL_METRICS = {
+    "loss",
+    "accuracy",
+    "f1",
+    "mcc",
+    "pearson",
+    "spearman",
+    "precision",
+    "recall",
+    "auc",
+    "micro_f1",
+    "macro_f1",
+}
 
 
 # --- the sweep file --------------------------------------------------------------------------------
 
+
 @dataclass
 class Dim:
     """One search-space dimension over a notebook parameter."""
+
     name: str
     kind: str  # "float" | "int" | "categorical"
     low: float | int | None = None
@@ -162,6 +190,7 @@ class Dim:
 @dataclass
 class Sweep:
     """A checked sweep file (see the module docstring for the syntax)."""
+
     name: str
     file: Path
     notebook: Path
@@ -212,13 +241,15 @@ def _notebook_path(text: str, root: Path) -> Path:
     return _resolve(text, root).resolve()
 
 
-def load(path: str | Path, base: str | Path | None = None, overrides: dict[str, Any] | None = None,
-         trials: int | None = None) -> Sweep:
+def load(
+    path: str | Path, base: str | Path | None = None, overrides: dict[str, Any] | None = None, trials: int | None = None
+) -> Sweep:
     """Read and check a sweep file (and a --base / -p / --trials given on the command line).
 
     Raises ParamError naming the file and every problem key; nothing has started when it does.
     """
     from polarkit import trial as T
+
     path = Path(path)
     data = P.load_yaml(path)
     src, root = str(path), _root_for(path)
@@ -227,8 +258,10 @@ def load(path: str | Path, base: str | Path | None = None, overrides: dict[str, 
     unknown = sorted(set(data) - KEYS)
     for key in unknown:
         near = difflib.get_close_matches(key, sorted(KEYS), n=1, cutoff=0.6)
-        problems.append(f"{key}: unknown key{'; did you mean ' + repr(near[0]) + '?' if near else ''} "
-                        f"(keys: {', '.join(sorted(KEYS))})")
+        problems.append(
+            f"{key}: unknown key{'; did you mean ' + repr(near[0]) + '?' if near else ''} "
+            f"(keys: {', '.join(sorted(KEYS))})"
+        )
     for key in ("notebook", "metric", "space"):
         if key not in data:
             problems.append(f"{key}: missing")
@@ -283,8 +316,10 @@ def load(path: str | Path, base: str | Path | None = None, overrides: dict[str, 
     sampler = data.get("sampler", "tpe")
     sampler = {"type": sampler} if isinstance(sampler, str) else sampler
     if not (isinstance(sampler, dict) and sampler.get("type") in SAMPLERS):
-        problems.append(f"sampler: expected one of {', '.join(SAMPLERS)} or {{type: tpe, <TPESampler arguments>}}, "
-                        f"got {data.get('sampler')!r}")
+        problems.append(
+            f"sampler: expected one of {', '.join(SAMPLERS)} or {{type: tpe, <TPESampler arguments>}}, "
+            f"got {data.get('sampler')!r}"
+        )
         sampler = {"type": "tpe"}
     try:
         pruner = T.pruner_spec(data.get("pruner", "none"))
@@ -334,35 +369,58 @@ def load(path: str | Path, base: str | Path | None = None, overrides: dict[str, 
     if prune_metric is not None:
         m = str(prune_metric).removeprefix("eval_")
         if not isinstance(prune_metric, str) or not (m == "loss" or m in meta.literals):
-            problems.append(f"prune_metric: {prune_metric!r} is not an evaluation metric {nb.name} mentions "
-                            "(a train.fit eval metric such as loss, accuracy, mcc, pearson)")
+            problems.append(
+                f"prune_metric: {prune_metric!r} is not an evaluation metric {nb.name} mentions "
+                "(a train.fit eval metric such as loss, accuracy, mcc, pearson)"
+            )
     if pruner["type"] != "none" and not meta.reports:
-        print(f"polarkit sweep: note: {src}: pruner {pruner['type']!r}, but {nb.name} calls neither train.fit nor "
-              "polarkit.trial.Reporter: nothing will report to the pruner", file=sys.stderr)
+        print(
+            f"polarkit sweep: note: {src}: pruner {pruner['type']!r}, but {nb.name} calls neither train.fit nor "
+            "polarkit.trial.Reporter: nothing will report to the pruner",
+            file=sys.stderr,
+        )
     prune_step = data.get("prune_step", "step")
     if prune_step not in ("step", "examples"):
         problems.append(f"prune_step: expected step or examples, got {prune_step!r}")
     if problems:
         raise P.ParamError(f"{src}:\n  " + "\n  ".join(problems))
-    return Sweep(name=path.stem, file=path.resolve(), notebook=nb, metric=metric, direction=direction, trials=n,
-                 space=space, base=base_path.resolve() if base_path else None, base_values=base_values or {},
-                 fixed=P.check(fixed, declared), overrides=P.check(overrides or {}, declared),
-                 sampler=sampler, pruner=pruner, seed=seed, prune_metric=prune_metric, prune_step=prune_step,
-                 test_splits=(TEST_SPLITS | meta.test_splits) - meta.validation_splits)
+    return Sweep(
+        name=path.stem,
+        file=path.resolve(),
+        notebook=nb,
+        metric=metric,
+        direction=direction,
+        trials=n,
+        space=space,
+        base=base_path.resolve() if base_path else None,
+        base_values=base_values or {},
+        fixed=P.check(fixed, declared),
+        overrides=P.check(overrides or {}, declared),
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        prune_metric=prune_metric,
+        prune_step=prune_step,
+        test_splits=(TEST_SPLITS | meta.test_splits) - meta.validation_splits,
+    )
 
 
 def _dim(name: str, entry: Any, declared: dict[str, P.Param]) -> tuple[Dim | None, str | None]:
     """(Dim, None) or (None, why) for one space entry against the declared parameter."""
     if name not in declared:
         near = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
-        return None, (f"unknown parameter{'; did you mean ' + repr(near[0]) + '?' if near else ''} "
-                      f"(declared: {', '.join(declared)})")
+        return None, (
+            f"unknown parameter{'; did you mean ' + repr(near[0]) + '?' if near else ''} "
+            f"(declared: {', '.join(declared)})"
+        )
     p = declared[name]
     if isinstance(entry, list):
         entry = {"choices": entry}
     if not isinstance(entry, dict):
-        return None, (f"expected a range {{low: ..., high: ...}} or a list of choices, got {entry!r} "
-                      "(to fix one value for every trial use `fixed:` or -p)")
+        return None, (
+            f"expected a range {{low: ..., high: ...}} or a list of choices, got {entry!r} "
+            "(to fix one value for every trial use `fixed:` or -p)"
+        )
     allowed = {"type", "low", "high", "log", "step", "choices"}
     if set(entry) - allowed:
         return None, f"unknown key(s) {sorted(set(entry) - allowed)} (a dimension has {', '.join(sorted(allowed))})"
@@ -393,19 +451,25 @@ def _dim(name: str, entry: Any, declared: dict[str, P.Param]) -> tuple[Dim | Non
     low, high, log, step = entry["low"], entry["high"], entry.get("log", False), entry.get("step")
     declared_kind = {"float": "float", "int": "int"}.get(p.type)
     if p.type not in ("float", "int", "None"):
-        return None, (f"{name} is declared {p.type} (default {p.default!r}): a range needs an int or float "
-                      "parameter; give choices")
+        return None, (
+            f"{name} is declared {p.type} (default {p.default!r}): a range needs an int or float "
+            "parameter; give choices"
+        )
     numbers = [v for v in (low, high, step) if v is not None]
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
         return None, f"low/high/step must be numbers, got low={low!r} high={high!r} step={step!r}"
     literal_kind = "int" if all(isinstance(v, int) for v in numbers) else "float"
     range_kind = kind or declared_kind or literal_kind
     if declared_kind and range_kind != declared_kind:
-        return None, (f"a {range_kind} range on the {declared_kind} parameter {name} (default {p.default!r}); "
-                      f"the notebook declares it {declared_kind}")
+        return None, (
+            f"a {range_kind} range on the {declared_kind} parameter {name} (default {p.default!r}); "
+            f"the notebook declares it {declared_kind}"
+        )
     if range_kind == "int" and literal_kind == "float":
-        return None, (f"a float range on the int parameter {name} (default {p.default!r}): low/high/step must be "
-                      f"ints, got low={low!r} high={high!r} step={step!r}")
+        return None, (
+            f"a float range on the int parameter {name} (default {p.default!r}): low/high/step must be "
+            f"ints, got low={low!r} high={high!r} step={step!r}"
+        )
     if not isinstance(log, bool):
         return None, f"log: expected true or false, got {log!r}"
     if not low < high:
@@ -426,6 +490,7 @@ def _dim(name: str, entry: Any, declared: dict[str, P.Param]) -> tuple[Dim | Non
 
 def _make_sampler(spec: dict[str, Any], space: dict[str, Dim], seed: int | None):
     import optuna
+
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-argument warnings (constant_liar, multivariate)
@@ -437,6 +502,7 @@ def _make_sampler(spec: dict[str, Any], space: dict[str, Dim], seed: int | None)
 
 
 # --- which metrics a notebook writes (static) ------------------------------------------------------
+
 
 @dataclass
 class NotebookMetrics:
@@ -452,6 +518,7 @@ class NotebookMetrics:
 def notebook_metrics(nb: Path) -> NotebookMetrics:
     """Scan the notebook's code (never running it) for the metric names it can write."""
     import nbformat
+
     book = nbformat.read(nb, as_version=4)
     names, prefixes, literals, fits, reports = set(), set(), set(), False, False
     for cell in book.cells:
@@ -467,9 +534,13 @@ def notebook_metrics(nb: Path) -> NotebookMetrics:
                 literals.add(node.value)
                 if _METRIC_RX.match(node.value):
                     names.add(node.value)
-            elif isinstance(node, ast.keyword) and (node.arg or "").endswith("prefix") \
-                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str) \
-                    and re.match(r"^[A-Za-z][A-Za-z0-9]*_$", node.value.value):  # prefix="val_", key_prefix=...
+            elif (
+                isinstance(node, ast.keyword)
+                and (node.arg or "").endswith("prefix")
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and re.match(r"^[A-Za-z][A-Za-z0-9]*_$", node.value.value)
+            ):  # prefix="val_", key_prefix=...
                 prefixes.add(node.value.value)
             elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
                 head = str(node.values[0].value)
@@ -481,8 +552,15 @@ def notebook_metrics(nb: Path) -> NotebookMetrics:
                 fits |= called == "fit"
                 reports |= called in ("fit", "Reporter")
     meta = book.metadata.get("polarkit", {}) or {}
-    return NotebookMetrics(names, prefixes, literals, fits, reports, {str(s) for s in meta.get("test_splits", [])},
-                           {str(s) for s in meta.get("validation_splits", [])})
+    return NotebookMetrics(
+        names,
+        prefixes,
+        literals,
+        fits,
+        reports,
+        {str(s) for s in meta.get("test_splits", [])},
+        {str(s) for s in meta.get("validation_splits", [])},
+    )
 
 
 def _earlier_metrics(stem: str, limit: int = 20) -> set[str]:
@@ -501,31 +579,42 @@ def _metric_problem(metric: str, nb: Path, meta: NotebookMetrics) -> str | None:
     valid = (VALIDATION_SPLITS | meta.validation_splits) - meta.test_splits
     split = metric.split("_", 1)[0].lower()
     evals = {f"eval_{m}" for m in _EVAL_METRICS & meta.literals | {"loss"}} if meta.fits else set()
-    candidates = sorted({n for n in meta.names | _earlier_metrics(nb.stem) if n.split("_", 1)[0].lower() in valid}
-                        | evals)
+    candidates = sorted(
+        {n for n in meta.names | _earlier_metrics(nb.stem) if n.split("_", 1)[0].lower() in valid} | evals
+    )
     offer = f"; validation metrics {nb.name} writes: {', '.join(candidates)}" if candidates else ""
     if split in test:
-        why = ("which this notebook declares a test split" if split in meta.test_splits
-               else "a test split (here `dev` is a benchmark's evaluation set, scored once like a test set)")
-        return (f"{metric} is measured on the {split!r} split, {why}: choosing hyper-parameters on the test set "
-                f"makes its figure an optimistic, biased estimate (the test set is read once, after the choice); "
-                f"optimise a validation metric instead{offer}")
+        why = (
+            "which this notebook declares a test split"
+            if split in meta.test_splits
+            else "a test split (here `dev` is a benchmark's evaluation set, scored once like a test set)"
+        )
+        return (
+            f"{metric} is measured on the {split!r} split, {why}: choosing hyper-parameters on the test set "
+            f"makes its figure an optimistic, biased estimate (the test set is read once, after the choice); "
+            f"optimise a validation metric instead{offer}"
+        )
     if split not in valid:
-        return (f"{metric} is not a validation metric (its prefix {split + '_'!r} is none of "
-                f"{', '.join(s + '_' for s in sorted(valid))}); a sweep optimises a validation figure{offer}")
-    written = (metric in meta.names or metric in _earlier_metrics(nb.stem)
-               or any(metric.startswith(p) and len(metric) > len(p) for p in meta.prefixes))
+        return (
+            f"{metric} is not a validation metric (its prefix {split + '_'!r} is none of "
+            f"{', '.join(s + '_' for s in sorted(valid))}); a sweep optimises a validation figure{offer}"
+        )
+    written = (
+        metric in meta.names
+        or metric in _earlier_metrics(nb.stem)
+        or any(metric.startswith(p) and len(metric) > len(p) for p in meta.prefixes)
+    )
     if not written and metric.startswith("eval_"):
-        m = metric[len("eval_"):]
+        m = metric[len("eval_") :]
         written = meta.fits and (m == "loss" or m in meta.literals)
     if not written:
         near = difflib.get_close_matches(metric, sorted(meta.names), n=1, cutoff=0.6)
-        return (f"{metric} is not written by {nb.name}{'; did you mean ' + repr(near[0]) + '?' if near else ''}"
-                f"{offer}")
+        return f"{metric} is not written by {nb.name}{'; did you mean ' + repr(near[0]) + '?' if near else ''}{offer}"
     return None
 
 
 # --- storage ---------------------------------------------------------------------------------------
+
 
 def sweep_dir(name: str) -> Path:
     """outputs/sweeps/<name>/: the default SQLite study, the report's plots and best.yaml."""
@@ -536,33 +625,39 @@ def resolve_storage(url: str | None, name: str) -> str:
     """A storage URL: `url`, else $POLARKIT_SWEEP_STORAGE, else sqlite:///outputs/sweeps/<name>/study.db;
     bare paths by suffix (.db -> SQLite, .log -> journal)."""
     from polarkit import trial as T
+
     url = url or os.environ.get(STORAGE_ENV) or None
     if url is None:
         return f"sqlite:///{(sweep_dir(name) / 'study.db').resolve()}"
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if "://" not in url and not url.startswith("journal:"):
         p = Path(url).expanduser().resolve()
         if p.suffix in (".db", ".sqlite", ".sqlite3"):
             return f"sqlite:///{p}"
         if p.suffix in (".log", ".journal", ".jsonl"):
             return f"journal:///{p}"
-        raise P.ParamError(f"--storage {url}: not a storage URL (sqlite:///path/study.db, "
-                           "postgresql://user@host/db, journal:///path/study.log, or a path ending .db or .log)")
+        raise P.ParamError(
+            f"--storage {url}: not a storage URL (sqlite:///path/study.db, "
+            "postgresql://user@host/db, journal:///path/study.log, or a path ending .db or .log)"
+        )
     scheme = url.split(":", 1)[0]
     if scheme == "postgresql":  # no driver named: the installed one (SQLAlchemy's default differs by version)
         import importlib.util
+
         driver = next((d for d in ("psycopg2", "psycopg") if importlib.util.find_spec(d)), None)
         url = f"postgresql+{driver}:" + url.split(":", 1)[1] if driver else url
     if not (T.is_journal(url) or scheme.startswith(("sqlite", "postgresql", "mysql"))):
-        raise P.ParamError(f"--storage {T.redact(url)}: unsupported scheme {scheme!r} "
-                           "(sqlite, postgresql, mysql, or journal)")
+        raise P.ParamError(
+            f"--storage {T.redact(url)}: unsupported scheme {scheme!r} (sqlite, postgresql, mysql, or journal)"
+        )
     return url
 
 
 def check_storage(url: str) -> None:
     """Reach the storage once, before any trial: an unreachable server is refused within seconds."""
     from polarkit import trial as T
+
     if T.is_journal(url):
         path = T.journal_path(url)
         try:
@@ -573,17 +668,19 @@ def check_storage(url: str) -> None:
             raise P.ParamError(f"--storage {url}: cannot write the journal file: {e}") from None
         return
     import sqlalchemy
+
     if url.startswith("sqlite:///"):
         try:
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise P.ParamError(f"--storage {url}: cannot create its folder: {e}") from None
     try:
         kwargs = {k: v for k, v in T.engine_kwargs(url).items() if k != "pool_pre_ping"}
         engine = sqlalchemy.create_engine(url, **kwargs)
     except ImportError as e:
-        raise P.ParamError(f"--storage {T.redact(url)}: no database driver for it ({e}); for PostgreSQL: "
-                           "pip install psycopg2-binary") from None
+        raise P.ParamError(
+            f"--storage {T.redact(url)}: no database driver for it ({e}); for PostgreSQL: pip install psycopg2-binary"
+        ) from None
     except Exception as e:  # noqa: BLE001 - a malformed URL
         raise P.ParamError(f"--storage {T.redact(url)}: not a valid database URL: {e}") from None
     try:
@@ -591,8 +688,9 @@ def check_storage(url: str) -> None:
             pass
     except Exception as e:  # noqa: BLE001
         first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
-        raise P.ParamError(f"--storage {T.redact(url)}: cannot connect (timeout {T.CONNECT_TIMEOUT_S} s): "
-                           f"{first}") from None
+        raise P.ParamError(
+            f"--storage {T.redact(url)}: cannot connect (timeout {T.CONNECT_TIMEOUT_S} s): {first}"
+        ) from None
     finally:
         engine.dispose()
 
@@ -610,6 +708,7 @@ def _heartbeat() -> tuple[int, int]:
 
 def _open(url: str):
     from polarkit import trial as T
+
     interval, grace = _heartbeat()
     if T.is_journal(url):
         return T.open_storage(url)
@@ -617,6 +716,7 @@ def _open(url: str):
 
 
 # --- running a sweep -------------------------------------------------------------------------------
+
 
 class TrialFailed(RuntimeError):
     """The trial's notebook failed; the trial is FAIL (error in user_attrs), the sweep goes on."""
@@ -628,6 +728,7 @@ class Surplus(RuntimeError):
 
 def _states():
     from optuna.trial import TrialState
+
     return TrialState
 
 
@@ -654,9 +755,13 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         from polarkit import trial as T
+
         TS = _states()
-        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.RUNNING))
-                 if t.number < trial.number]
+        ahead = [
+            t
+            for t in trial.study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.RUNNING))
+            if t.number < trial.number
+        ]
         if len(ahead) >= self.total:  # two workers asked at once for the last trial: the later one yields
             trial.set_user_attr("surplus", True)
             raise Surplus(f"trial {trial.number}: {self.total} trials were already finished or running")
@@ -666,14 +771,28 @@ class _Objective:
         trial.set_user_attr("host", host)
         trial.set_user_attr("worker_pid", os.getpid())
         trial.set_user_attr("values", values)
-        env = {T.ENV_STUDY: self.sw.name, T.ENV_STORAGE: self.url, T.ENV_TRIAL_ID: str(trial._trial_id),
-               T.ENV_TRIAL_NUMBER: str(trial.number), T.ENV_PRUNER: json.dumps(self.sw.pruner),
-               T.ENV_PRUNE_METRIC: self.sw.prune_metric or "", T.ENV_PRUNE_STEP: self.sw.prune_step}
-        status = {"sweep": self.sw.name, "study": self.sw.name, "trial": trial.number,
-                  "storage": T.redact(self.url), "host": host}
+        env = {
+            T.ENV_STUDY: self.sw.name,
+            T.ENV_STORAGE: self.url,
+            T.ENV_TRIAL_ID: str(trial._trial_id),
+            T.ENV_TRIAL_NUMBER: str(trial.number),
+            T.ENV_PRUNER: json.dumps(self.sw.pruner),
+            T.ENV_PRUNE_METRIC: self.sw.prune_metric or "",
+            T.ENV_PRUNE_STEP: self.sw.prune_step,
+        }
+        status = {
+            "sweep": self.sw.name,
+            "study": self.sw.name,
+            "trial": trial.number,
+            "storage": T.redact(self.url),
+            "host": host,
+        }
         retry = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        print(f"[{self.sw.name}{self.tag}] trial {trial.number}{f' (retry of {retry})' if retry is not None else ''}: "
-              f"{_fmt(sampled)} ...", flush=True)
+        print(
+            f"[{self.sw.name}{self.tag}] trial {trial.number}{f' (retry of {retry})' if retry is not None else ''}: "
+            f"{_fmt(sampled)} ...",
+            flush=True,
+        )
         t0 = time.monotonic()
         try:
             run_dir = executor.execute(self.sw.notebook, values, profile=self.profile, env=env, status=status)
@@ -687,9 +806,12 @@ class _Objective:
         if st.get("state") == "pruned" or (st.get("state") == "failed" and st.get("error") == "Pruned"):
             step = st.get("pruned_at_step")
             trial.set_user_attr("pruned_at_step", step)
-            print(f"[{self.sw.name}{self.tag}] trial {trial.number}: pruned at step {step} ({took}) -> {run_dir}",
-                  flush=True)
+            print(
+                f"[{self.sw.name}{self.tag}] trial {trial.number}: pruned at step {step} ({took}) -> {run_dir}",
+                flush=True,
+            )
             import optuna
+
             raise optuna.TrialPruned(f"pruned at step {step}")
         if st.get("state") != "succeeded":
             err = f"cell {st.get('cell')}: {st.get('error')}: {st.get('message')}"
@@ -699,16 +821,20 @@ class _Objective:
         value = read_metric(run_dir, self.sw.metric, self.sw.direction)
         if value is None:
             have = ", ".join(sorted(runs.read_json(run_dir / "metrics.json")))
-            msg = (f"{self.sw.file}: metric: {self.sw.metric} is not in {run_dir / 'metrics.json'} "
-                   f"(it has: {have}){' nor in history.csv' if self.sw.metric.startswith('eval_') else ''}; "
-                   "the sweep stops: fix the metric name")
+            msg = (
+                f"{self.sw.file}: metric: {self.sw.metric} is not in {run_dir / 'metrics.json'} "
+                f"(it has: {have}){' nor in history.csv' if self.sw.metric.startswith('eval_') else ''}; "
+                "the sweep stops: fix the metric name"
+            )
             trial.set_user_attr("error", msg)
             raise P.ParamError(msg)
         if not math.isfinite(value):
             trial.set_user_attr("error", f"{self.sw.metric} = {value}")
             raise TrialFailed(f"{self.sw.metric} = {value}")
-        print(f"[{self.sw.name}{self.tag}] trial {trial.number}: {self.sw.metric}={value:.6g} ({took}) -> {run_dir}",
-              flush=True)
+        print(
+            f"[{self.sw.name}{self.tag}] trial {trial.number}: {self.sw.metric}={value:.6g} ({took}) -> {run_dir}",
+            flush=True,
+        )
         return value
 
 
@@ -720,6 +846,7 @@ def read_metric(run_dir: Path, metric: str, direction: str = "maximize") -> floa
     hist = Path(run_dir) / "history.csv"
     if metric.startswith("eval_") and hist.is_file():
         import pandas as pd
+
         col = pd.read_csv(hist).get(metric)
         if col is not None and col.notna().any():
             return float(col.max() if direction == "maximize" else col.min())
@@ -737,8 +864,12 @@ class _FailStreak:
             self.count += 1
             if self.count >= self.limit:
                 self.tripped = True
-                print(f"[{study.study_name}] {self.count} trials in a row failed; this worker stops "
-                      f"(last error: {trial.user_attrs.get('error')})", file=sys.stderr, flush=True)
+                print(
+                    f"[{study.study_name}] {self.count} trials in a row failed; this worker stops "
+                    f"(last error: {trial.user_attrs.get('error')})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 study.stop()
         elif trial.state.name in ("COMPLETE", "PRUNED"):
             self.count = 0
@@ -748,6 +879,7 @@ def settle_dead_runs(study, notebook_stem: str, url: str | None = None) -> list[
     """Mark failed ("worker died") the run folders on this host of trials the study has as FAIL
     while their status.json still says queued/running and their kernel is gone. Returns them."""
     from polarkit import trial as T
+
     TS = _states()
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TS.FAIL,))}
     if not failed:
@@ -755,15 +887,27 @@ def settle_dead_runs(study, notebook_stem: str, url: str | None = None) -> list[
     host, done = socket.gethostname(), []
     for path in (runs.outputs_dir() / notebook_stem).glob("*/status.json"):
         st = runs.read_json(path)
-        if (st.get("study") != study.study_name or st.get("trial") not in failed
-                or st.get("state") not in ("queued", "running") or st.get("host", host) != host
-                or (url is not None and st.get("storage") not in (None, T.redact(url))) or _kernel_alive(st)):
+        if (
+            st.get("study") != study.study_name
+            or st.get("trial") not in failed
+            or st.get("state") not in ("queued", "running")
+            or st.get("host", host) != host
+            or (url is not None and st.get("storage") not in (None, T.redact(url)))
+            or _kernel_alive(st)
+        ):
             continue
         runs.Run(path.parent).set_status(
-            "failed", end=runs.now(), duration_s=runs._duration(st), error="worker died", cell=None,
-            message=(f"trial {st['trial']} of study {study.study_name}: its worker stopped mid-trial (killed, "
-                     "crashed or lost power); the study marked the trial failed (Optuna heartbeat) and "
-                     "retries it once"))
+            "failed",
+            end=runs.now(),
+            duration_s=runs._duration(st),
+            error="worker died",
+            cell=None,
+            message=(
+                f"trial {st['trial']} of study {study.study_name}: its worker stopped mid-trial (killed, "
+                "crashed or lost power); the study marked the trial failed (Optuna heartbeat) and "
+                "retries it once"
+            ),
+        )
         done.append(path.parent)
     return done
 
@@ -777,47 +921,77 @@ def _kernel_alive(status: dict) -> bool:
 
 
 def _study(sw: Sweep, url: str, worker_index: int = 0):
-    from polarkit import trial as T
     import optuna
+
+    from polarkit import trial as T
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(study_name=sw.name, storage=_open(url), direction=sw.direction,
-                                    pruner=T.make_pruner(sw.pruner), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=sw.name,
+            storage=_open(url),
+            direction=sw.direction,
+            pruner=T.make_pruner(sw.pruner),
+            load_if_exists=True,
+        )
         seed = sw.seed
         if seed is not None:  # worker i: seed + i; a resumed study: mixed with its size, so no draw repeats
             seed += worker_index
-            if (n := len(study.get_trials(deepcopy=False))):
+            if n := len(study.get_trials(deepcopy=False)):
                 seed = (seed * 1_000_003 + n) % 2**31
         study.sampler = _make_sampler(sw.sampler, sw.space, seed)
     if study.direction.name.lower() != sw.direction:
-        raise P.ParamError(f"{sw.file}: direction: the study {sw.name!r} in {T.redact(url)} was created to "
-                           f"{study.direction.name.lower()}; use another sweep name or storage")
+        raise P.ParamError(
+            f"{sw.file}: direction: the study {sw.name!r} in {T.redact(url)} was created to "
+            f"{study.direction.name.lower()}; use another sweep name or storage"
+        )
     attrs = study.user_attrs
     for key, mine in (("notebook", sw.notebook.stem), ("metric", sw.metric)):
         if attrs.get(key) not in (None, mine):
-            raise P.ParamError(f"{sw.file}: {key}: the study {sw.name!r} in {T.redact(url)} optimises "
-                               f"{attrs[key]!r}, not {mine!r}; use another sweep name or storage")
+            raise P.ParamError(
+                f"{sw.file}: {key}: the study {sw.name!r} in {T.redact(url)} optimises "
+                f"{attrs[key]!r}, not {mine!r}; use another sweep name or storage"
+            )
     return study
 
 
 def _record(study, sw: Sweep, url: str) -> None:
     """What the report needs, in the study itself (readable on any machine that reaches the storage)."""
     from polarkit import trial as T
-    for key, value in {"notebook": sw.notebook.stem, "notebook_path": str(sw.notebook), "metric": sw.metric,
-                       "direction": sw.direction,
-                       "sweep_file": str(sw.file), "base": str(sw.base) if sw.base else None,
-                       "base_values": sw.base_values, "fixed": sw.fixed, "overrides": sw.overrides,
-                       "space": {d.name: d.describe() for d in sw.space.values()}, "sampler": sw.sampler,
-                       "pruner": sw.pruner, "prune_metric": sw.prune_metric, "prune_step": sw.prune_step,
-                       "test_splits": sorted(sw.test_splits), "storage": T.redact(url)}.items():
+
+    for key, value in {
+        "notebook": sw.notebook.stem,
+        "notebook_path": str(sw.notebook),
+        "metric": sw.metric,
+        "direction": sw.direction,
+        "sweep_file": str(sw.file),
+        "base": str(sw.base) if sw.base else None,
+        "base_values": sw.base_values,
+        "fixed": sw.fixed,
+        "overrides": sw.overrides,
+        "space": {d.name: d.describe() for d in sw.space.values()},
+        "sampler": sw.sampler,
+        "pruner": sw.pruner,
+        "prune_metric": sw.prune_metric,
+        "prune_step": sw.prune_step,
+        "test_splits": sorted(sw.test_splits),
+        "storage": T.redact(url),
+    }.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
 
 
-def run_sweep(spec: str | Path | Sweep, trials: int | None = None, storage: str | None = None, workers: int = 1,
-              base: str | Path | None = None, overrides: dict[str, Any] | None = None,
-              profile: str | None = None, worker_index: int = 0):
+def run_sweep(
+    spec: str | Path | Sweep,
+    trials: int | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    base: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    profile: str | None = None,
+    worker_index: int = 0,
+):
     """Create or load the study and run trials until it holds exactly `trials` finished ones.
 
     `spec`: a sweep file (or a loaded Sweep); `storage`: URL (default: the SQLite file in
@@ -825,12 +999,21 @@ def run_sweep(spec: str | Path | Sweep, trials: int | None = None, storage: str 
     `--base`/`-p`; `profile`: the label recorded in each run's status (default: the base's folder).
     Returns the optuna Study.
     """
-    from polarkit import trial as T
     import optuna
+
+    from polarkit import trial as T
+
     if isinstance(spec, Sweep):
-        sw = spec if base is None and overrides is None and trials is None else load(
-            spec.file, base=base if base is not None else spec.base,
-            overrides={**spec.overrides, **(overrides or {})}, trials=trials if trials is not None else spec.trials)
+        sw = (
+            spec
+            if base is None and overrides is None and trials is None
+            else load(
+                spec.file,
+                base=base if base is not None else spec.base,
+                overrides={**spec.overrides, **(overrides or {})},
+                trials=trials if trials is not None else spec.trials,
+            )
+        )
     else:
         sw = load(spec, base=base, overrides=overrides, trials=trials)
     url = resolve_storage(storage, sw.name)
@@ -839,8 +1022,11 @@ def run_sweep(spec: str | Path | Sweep, trials: int | None = None, storage: str 
     study = _study(sw, url, worker_index)
     _record(study, sw, url)
     if T.is_journal(url) and worker_index <= 1:
-        print(f"[{sw.name}] note: journal storage has no heartbeat in Optuna; a worker killed mid-trial leaves "
-              "its trial RUNNING (use SQLite or PostgreSQL for crash recovery)", file=sys.stderr)
+        print(
+            f"[{sw.name}] note: journal storage has no heartbeat in Optuna; a worker killed mid-trial leaves "
+            "its trial RUNNING (use SQLite or PostgreSQL for crash recovery)",
+            file=sys.stderr,
+        )
     if workers > 1:
         return _run_workers(sw, url, workers, label)
     _work(sw, study, url, label, tag=f" w{worker_index}" if worker_index else "")
@@ -851,6 +1037,7 @@ def _work(sw: Sweep, study, url: str, profile: str | None, tag: str = "") -> Non
     """One worker's loop (see "Totals" in the module docstring)."""
     import optuna
     from optuna.study import MaxTrialsCallback
+
     TS = _states()
     objective = _Objective(sw, url, sw.trials, tag, profile)
     streak = _FailStreak()
@@ -870,12 +1057,18 @@ def _work(sw: Sweep, study, url: str, profile: str | None, tag: str = "") -> Non
             break
         if c["finished"] + c["RUNNING"] >= sw.trials and not c["WAITING"]:
             if not heartbeat:
-                print(f"[{sw.name}{tag}] {c['RUNNING']} trial(s) still RUNNING elsewhere (or dead: journal storage "
-                      "cannot tell); stopping", file=sys.stderr)
+                print(
+                    f"[{sw.name}{tag}] {c['RUNNING']} trial(s) still RUNNING elsewhere (or dead: journal storage "
+                    "cannot tell); stopping",
+                    file=sys.stderr,
+                )
                 break
             if not waiting_said:
-                print(f"[{sw.name}{tag}] waiting for {c['RUNNING']} running trial(s) to finish (a dead worker's "
-                      f"trial is failed {grace} s after its last heartbeat, then retried)", flush=True)
+                print(
+                    f"[{sw.name}{tag}] waiting for {c['RUNNING']} running trial(s) to finish (a dead worker's "
+                    f"trial is failed {grace} s after its last heartbeat, then retried)",
+                    flush=True,
+                )
                 waiting_said = True
             time.sleep(interval)
             continue
@@ -888,17 +1081,25 @@ def _work(sw: Sweep, study, url: str, profile: str | None, tag: str = "") -> Non
             if "Cannot tell a" not in str(e) and not isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
                 raise
             # another worker failed this worker's trial: its heartbeat looked stale (an overloaded machine?)
-            print(f"[{sw.name}{tag}] a trial of this worker was marked failed by another worker (no heartbeat for "
-                  f"{grace} s); it is retried; going on: {e}", file=sys.stderr, flush=True)
+            print(
+                f"[{sw.name}{tag}] a trial of this worker was marked failed by another worker (no heartbeat for "
+                f"{grace} s); it is retried; going on: {e}",
+                file=sys.stderr,
+                flush=True,
+            )
     settle_dead_runs(study, sw.notebook.stem, url)
 
 
 def _run_workers(sw: Sweep, url: str, k: int, profile: str | None):
     """K worker processes on this machine sharing the study; returns the study once all have exited."""
     import optuna
+
     if url.startswith("sqlite"):
-        print(f"[{sw.name}] {k} workers on one SQLite file: fine on one machine (writes wait for the lock); "
-              "use --storage postgresql://... to share a study across machines", file=sys.stderr)
+        print(
+            f"[{sw.name}] {k} workers on one SQLite file: fine on one machine (writes wait for the lock); "
+            "use --storage postgresql://... to share a study across machines",
+            file=sys.stderr,
+        )
     args = [str(sw.file), "--trials", str(sw.trials), "--workers", "1"]  # the URL goes by env: no password in ps
     if sw.base:
         args += ["--base", str(sw.base)]
@@ -907,8 +1108,10 @@ def _run_workers(sw: Sweep, url: str, k: int, profile: str | None):
     if profile:
         args += ["--profile", profile]
     env = {**os.environ, STORAGE_ENV: url}
-    procs = [subprocess.Popen([sys.executable, "-m", "polarkit.sweep", *args, "--worker-index", str(i)], env=env)
-             for i in range(1, k + 1)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "polarkit.sweep", *args, "--worker-index", str(i)], env=env)
+        for i in range(1, k + 1)
+    ]
     codes = [p.wait() for p in procs]
     bad = [(i, c) for i, c in enumerate(codes) if c not in (0, 1)]
     if bad:
@@ -920,22 +1123,28 @@ def _run_workers(sw: Sweep, url: str, k: int, profile: str | None):
 
 # --- reading a sweep -------------------------------------------------------------------------------
 
+
 def _load_study(name: str, storage: str | None):
-    from polarkit import trial as T
     import optuna
+
+    from polarkit import trial as T
+
     url = resolve_storage(storage, name)
     if not (storage or os.environ.get(STORAGE_ENV)) and not (sweep_dir(name) / "study.db").is_file():
         have = sorted(p.name for p in (runs.outputs_dir() / "sweeps").glob("*") if (p / "study.db").is_file())
-        raise P.ParamError(f"sweep {name!r}: no study at {url} (sweeps with a default SQLite study: "
-                           f"{', '.join(have) or 'none'}; give --storage for another storage)")
+        raise P.ParamError(
+            f"sweep {name!r}: no study at {url} (sweeps with a default SQLite study: "
+            f"{', '.join(have) or 'none'}; give --storage for another storage)"
+        )
     check_storage(url)
     storage_obj = _open(url)
     try:
         return optuna.load_study(study_name=name, storage=storage_obj)
     except KeyError:
         names = optuna.get_all_study_names(storage_obj)
-        raise P.ParamError(f"sweep {name!r}: no such study in {T.redact(url)} "
-                           f"(studies: {', '.join(names) or 'none'})") from None
+        raise P.ParamError(
+            f"sweep {name!r}: no such study in {T.redact(url)} (studies: {', '.join(names) or 'none'})"
+        ) from None
 
 
 def _find_run_dir(study, t, stem: str | None) -> str | None:
@@ -953,6 +1162,7 @@ def _find_run_dir(study, t, stem: str | None) -> str | None:
 def _save(ax, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
+
     fig = ax.figure if hasattr(ax, "figure") else np.ravel(ax)[0].figure
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -962,6 +1172,7 @@ def _save(ax, path: Path) -> Path:
 def trials_table(study):
     """One row per trial: number, state, value, parameters, pruned-at step, duration, run folder, note."""
     import pandas as pd
+
     TS = _states()
     stem = study.user_attrs.get("notebook")
     rows = []
@@ -976,11 +1187,19 @@ def trials_table(study):
         died = run_dir and runs.read_json(Path(run_dir) / "status.json").get("error") == "worker died"
         if t.state == TS.FAIL and died:
             note = "worker died" + (f"; {note}" if note else "")
-        rows.append({"number": t.number, "state": t.state.name,
-                     "value": t.value if t.state == TS.COMPLETE else None, **t.params,
-                     "pruned_at_step": t.last_step if t.state == TS.PRUNED else None,
-                     "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
-                     "host": t.user_attrs.get("host"), "run_dir": run_dir, "note": note})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value if t.state == TS.COMPLETE else None,
+                **t.params,
+                "pruned_at_step": t.last_step if t.state == TS.PRUNED else None,
+                "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
+                "host": t.user_attrs.get("host"),
+                "run_dir": run_dir,
+                "note": note,
+            }
+        )
     table = pd.DataFrame(rows)
     if len(table):
         table["pruned_at_step"] = table["pruned_at_step"].astype("Int64")
@@ -990,23 +1209,27 @@ def trials_table(study):
 def noise(values: list[float], direction: str, k: int = 5) -> dict[str, Any]:
     """Spread of the metric over the top-k complete trials: differences below it are not resolved."""
     import numpy as np
+
     if not values:
         return {}
-    top = sorted(values, reverse=direction == "maximize")[:min(k, max(2, len(values) // 3))]
+    top = sorted(values, reverse=direction == "maximize")[: min(k, max(2, len(values) // 3))]
     out = {"k": len(top), "best": top[0]}
     if len(top) >= 2:
         out |= {"std": float(np.std(top, ddof=1)), "spread": float(max(top) - min(top))}
-        out["text"] = (f"best {top[0]:.4g}; the top {len(top)} of {len(values)} complete trials lie within "
-                       f"{out['spread']:.2g} (std {out['std']:.2g}): one run per configuration does not tell "
-                       "configurations that close apart; re-run the best parameters with other seeds to "
-                       "measure the seed-to-seed noise")
+        out["text"] = (
+            f"best {top[0]:.4g}; the top {len(top)} of {len(values)} complete trials lie within "
+            f"{out['spread']:.2g} (std {out['std']:.2g}): one run per configuration does not tell "
+            "configurations that close apart; re-run the best parameters with other seeds to "
+            "measure the seed-to-seed noise"
+        )
     else:
         out["text"] = f"best {top[0]:.4g}; one complete trial: no noise estimate yet"
     return out
 
 
-def report_sweep(name_or_study, storage: str | None = None, out_dir: str | Path | None = None,
-                 top_k: int = 5, plots: bool = True) -> dict[str, Any]:
+def report_sweep(
+    name_or_study, storage: str | None = None, out_dir: str | Path | None = None, top_k: int = 5, plots: bool = True
+) -> dict[str, Any]:
     """Read a sweep back: trials table, best trial, noise, importances, plots (PNG) and best.yaml.
 
     `name_or_study`: a sweep name (file stem), a sweep file path, or an optuna Study. Files go to
@@ -1014,6 +1237,7 @@ def report_sweep(name_or_study, storage: str | None = None, out_dir: str | Path 
     slice.png, parallel.png, trials.csv, best.yaml.
     """
     import optuna
+
     if isinstance(name_or_study, optuna.Study):
         study = name_or_study
     else:
@@ -1028,10 +1252,22 @@ def report_sweep(name_or_study, storage: str | None = None, out_dir: str | Path 
     table.to_csv(out / "trials.csv", index=False)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))]
     c = _counts(study)
-    rep: dict[str, Any] = {"name": name, "notebook": attrs.get("notebook"), "metric": attrs.get("metric"),
-                           "direction": direction, "storage": attrs.get("storage"), "trials": table,
-                           "counts": c, "best": None, "noise": {}, "importances": {}, "figures": {},
-                           "best_yaml": None, "best_test": {}, "dir": out}
+    rep: dict[str, Any] = {
+        "name": name,
+        "notebook": attrs.get("notebook"),
+        "metric": attrs.get("metric"),
+        "direction": direction,
+        "storage": attrs.get("storage"),
+        "trials": table,
+        "counts": c,
+        "best": None,
+        "noise": {},
+        "importances": {},
+        "figures": {},
+        "best_yaml": None,
+        "best_test": {},
+        "dir": out,
+    }
     if complete:
         best = study.best_trial
         run_dir = _find_run_dir(study, best, attrs.get("notebook"))
@@ -1039,8 +1275,9 @@ def report_sweep(name_or_study, storage: str | None = None, out_dir: str | Path 
         rep["noise"] = noise([t.value for t in complete], direction, top_k)
         if run_dir:
             tests = set(attrs.get("test_splits") or TEST_SPLITS)
-            rep["best_test"] = {k: v for k, v in runs.read_json(Path(run_dir) / "metrics.json").items()
-                                if k.split("_", 1)[0] in tests}
+            rep["best_test"] = {
+                k: v for k, v in runs.read_json(Path(run_dir) / "metrics.json").items() if k.split("_", 1)[0] in tests
+            }
         rep["best_yaml"] = _write_best_yaml(study, best, out, rep)
     if len(complete) >= 2:
         try:
@@ -1056,16 +1293,23 @@ def report_sweep(name_or_study, storage: str | None = None, out_dir: str | Path 
 
 def _plots(study, out: Path, n_complete: int, n_params: int) -> dict[str, Path]:
     import functools
+
     from optuna.visualization import matplotlib as vm
+
     named = functools.partial  # every plot but the intermediate values names the metric on its axis
     target = study.user_attrs.get("metric") or "Objective Value"
     figures: dict[str, Path] = {}
-    todo = [("history", named(vm.plot_optimization_history, target_name=target), True),
-            ("slice", named(vm.plot_slice, target_name=target), True),
-            ("intermediate", vm.plot_intermediate_values,
-             any(t.intermediate_values for t in study.get_trials(deepcopy=False))),
-            ("importances", named(vm.plot_param_importances, target_name=target), n_complete >= 2),
-            ("parallel", named(vm.plot_parallel_coordinate, target_name=target), n_complete >= 2 and n_params >= 2)]
+    todo = [
+        ("history", named(vm.plot_optimization_history, target_name=target), True),
+        ("slice", named(vm.plot_slice, target_name=target), True),
+        (
+            "intermediate",
+            vm.plot_intermediate_values,
+            any(t.intermediate_values for t in study.get_trials(deepcopy=False)),
+        ),
+        ("importances", named(vm.plot_param_importances, target_name=target), n_complete >= 2),
+        ("parallel", named(vm.plot_parallel_coordinate, target_name=target), n_complete >= 2 and n_params >= 2),
+    ]
     for key, fn, wanted in todo:
         if not wanted:
             continue
@@ -1081,44 +1325,61 @@ def _plots(study, out: Path, n_complete: int, n_params: int) -> dict[str, Path]:
 def _write_best_yaml(study, best, out: Path, rep: dict[str, Any]) -> Path:
     """Base values + fixed + overrides + the best trial's parameters, accepted by `polarkit run` as is."""
     attrs = study.user_attrs
-    values = best.user_attrs.get("values") or {**(attrs.get("base_values") or {}), **(attrs.get("fixed") or {}),
-                                               **(attrs.get("overrides") or {}), **best.params}
+    values = best.user_attrs.get("values") or {
+        **(attrs.get("base_values") or {}),
+        **(attrs.get("fixed") or {}),
+        **(attrs.get("overrides") or {}),
+        **best.params,
+    }
     nb = attrs.get("notebook") or "NOTEBOOK"
     path = out / "best.yaml"
-    head = [f"# best trial {best.number} of sweep {study.study_name} ({attrs.get('storage')}): "
-            f"{attrs.get('metric')} = {best.value:.6g} ({study.direction.name.lower()})",
-            f"# noise: {rep['noise'].get('text', '-')}",
-            f"# searched: {', '.join(best.params)}; the rest from {attrs.get('base') or 'the notebook defaults'}"
-            f"{' + fixed ' + ', '.join(attrs['fixed']) if attrs.get('fixed') else ''}"
-            f"{' + -p ' + ', '.join(attrs['overrides']) if attrs.get('overrides') else ''}",
-            f"# run it: polarkit run {nb} -f {path}",
-            f"#     or: papermill {attrs.get('notebook_path') or nb} out.ipynb -f {path}"]
-    path.write_text("\n".join(head) + "\n" + yaml.safe_dump(values, allow_unicode=True, sort_keys=False),
-                    encoding="utf-8")
+    head = [
+        f"# best trial {best.number} of sweep {study.study_name} ({attrs.get('storage')}): "
+        f"{attrs.get('metric')} = {best.value:.6g} ({study.direction.name.lower()})",
+        f"# noise: {rep['noise'].get('text', '-')}",
+        f"# searched: {', '.join(best.params)}; the rest from {attrs.get('base') or 'the notebook defaults'}"
+        f"{' + fixed ' + ', '.join(attrs['fixed']) if attrs.get('fixed') else ''}"
+        f"{' + -p ' + ', '.join(attrs['overrides']) if attrs.get('overrides') else ''}",
+        f"# run it: polarkit run {nb} -f {path}",
+        f"#     or: papermill {attrs.get('notebook_path') or nb} out.ipynb -f {path}",
+    ]
+    path.write_text(
+        "\n".join(head) + "\n" + yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
 def format_report(rep: dict[str, Any]) -> str:
     """The report as text for the terminal."""
     c = rep["counts"]
-    lines = [f"sweep {rep['name']}: notebook {rep['notebook']}, {rep['direction']} {rep['metric']}, "
-             f"storage {rep['storage']}",
-             f"trials: {c['finished']} finished ({c['COMPLETE']} complete, {c['PRUNED']} pruned), {c['FAIL']} failed, "
-             f"{c['RUNNING']} running, {c['WAITING']} waiting"]
+    lines = [
+        f"sweep {rep['name']}: notebook {rep['notebook']}, {rep['direction']} {rep['metric']}, "
+        f"storage {rep['storage']}",
+        f"trials: {c['finished']} finished ({c['COMPLETE']} complete, {c['PRUNED']} pruned), {c['FAIL']} failed, "
+        f"{c['RUNNING']} running, {c['WAITING']} waiting",
+    ]
     table = rep["trials"]
     if len(table):
         shown = table.assign(run_dir=table["run_dir"].map(lambda d: Path(d).name if d else None))
         lines += ["", shown.to_string(index=False, max_colwidth=60)]
     if rep["best"]:
         b = rep["best"]
-        lines += ["", f"best: trial {b['number']}, {rep['metric']} = {b['value']:.6g}  {_fmt(b['params'])}",
-                  f"noise: {rep['noise'].get('text')}", f"run folder: {b['run_dir']}"]
+        lines += [
+            "",
+            f"best: trial {b['number']}, {rep['metric']} = {b['value']:.6g}  {_fmt(b['params'])}",
+            f"noise: {rep['noise'].get('text')}",
+            f"run folder: {b['run_dir']}",
+        ]
         if rep["best_test"]:
-            lines.append("best trial's test figures (read once, after the sweep; never used to choose): "
-                         + _fmt(rep["best_test"]))
+            lines.append(
+                "best trial's test figures (read once, after the sweep; never used to choose): "
+                + _fmt(rep["best_test"])
+            )
     if rep["importances"]:
-        lines.append("importances: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                                 for k, v in rep["importances"].items()))
+        lines.append(
+            "importances: "
+            + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in rep["importances"].items())
+        )
     for key, path in rep["figures"].items():
         lines.append(f"{key}: {path}")
     if rep["best_yaml"]:
@@ -1128,23 +1389,37 @@ def format_report(rep: dict[str, Any]) -> str:
 
 # --- command line ----------------------------------------------------------------------------------
 
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """`polarkit sweep FILE [--trials N] [--storage URL] [--workers K] [--base YAML] [-p NAME=VALUE]`
     and `polarkit sweep --report NAME [--storage URL]`."""
-    s = subparsers.add_parser("sweep", help="hyper-parameter sweep of a notebook with Optuna (params/sweeps/*.yaml)",
-                              description=__doc__.split("\n\n")[0])
+    s = subparsers.add_parser(
+        "sweep",
+        help="hyper-parameter sweep of a notebook with Optuna (params/sweeps/*.yaml)",
+        description=__doc__.split("\n\n")[0],
+    )
     s.add_argument("file", nargs="?", help="sweep file, e.g. params/sweeps/01_mnist_cnn_lr.yaml")
     s.add_argument("--trials", type=int, help="finished trials the study should hold (default: the file's)")
-    s.add_argument("--storage", help="Optuna storage URL (default sqlite:///outputs/sweeps/NAME/study.db; "
-                                     "postgresql://user:pass@host/db; journal:///path.log)")
+    s.add_argument(
+        "--storage",
+        help="Optuna storage URL (default sqlite:///outputs/sweeps/NAME/study.db; "
+        "postgresql://user:pass@host/db; journal:///path.log)",
+    )
     s.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     s.add_argument("--base", help="parameter YAML to start every trial from, instead of the file's `base`")
-    s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a parameter for every trial (value read as YAML), as with polarkit run")
+    s.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a parameter for every trial (value read as YAML), as with polarkit run",
+    )
     s.add_argument("--profile", help=argparse.SUPPRESS)
     s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
-    s.add_argument("--report", metavar="NAME",
-                   help="report a sweep (name or sweep file): trials, best, plots, best.yaml")
+    s.add_argument(
+        "--report", metavar="NAME", help="report a sweep (name or sweep file): trials, best, plots, best.yaml"
+    )
     s.set_defaults(fn=cmd_sweep)
     return s
 
@@ -1152,6 +1427,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_sweep(args) -> int:
     """Run (or report) a sweep; 0 when the study holds the requested finished trials, 2 on a bad file."""
     from polarkit import trial as T
+
     if args.report:
         print(format_report(report_sweep(args.report, storage=args.storage)))
         return 0
@@ -1163,9 +1439,12 @@ def cmd_sweep(args) -> int:
     url = resolve_storage(args.storage, sw.name)
     check_storage(url)
     if args.worker_index == 0:
-        print(f"[{sw.name}] {sw.notebook.name}: {sw.direction} {sw.metric} over "
-              f"{'; '.join(d.describe() for d in sw.space.values())}; {sw.trials} trials, "
-              f"sampler {sw.sampler['type']}, pruner {sw.pruner['type']}, storage {T.redact(url)}", flush=True)
+        print(
+            f"[{sw.name}] {sw.notebook.name}: {sw.direction} {sw.metric} over "
+            f"{'; '.join(d.describe() for d in sw.space.values())}; {sw.trials} trials, "
+            f"sampler {sw.sampler['type']}, pruner {sw.pruner['type']}, storage {T.redact(url)}",
+            flush=True,
+        )
     stopping = getattr(executor, "signals_as_exceptions", contextlib.nullcontext)  # Ctrl-C/SIGTERM stop kernels
     with stopping():
         study = run_sweep(sw, storage=url, workers=args.workers, profile=args.profile, worker_index=args.worker_index)
@@ -1183,6 +1462,7 @@ def main(argv: list[str] | None = None) -> int:
     add_parser(sub)
     args = ap.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
     from polarkit import environment
+
     environment.default_to_shared_data()
     runs.absolute_env()
     try:

@@ -22,6 +22,7 @@ gets a TCP check first (2 s), then one attempt per request with a timeout (`POLA
 an unreachable one costs at most ~2 s and a hanging one one timeout; whatever fails is one warning line,
 never an exception.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,13 @@ from polarkit import runs
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline machines: MLflow would phone home on import
 
 OFF = {"0", "off", "false", "no"}
-STATES = {"succeeded": "FINISHED", "failed": "FAILED", "interrupted": "FAILED", "died": "FAILED",
-          "pruned": "KILLED"}  # queued / running stay RUNNING
+STATES = {
+    "succeeded": "FINISHED",
+    "failed": "FAILED",
+    "interrupted": "FAILED",
+    "died": "FAILED",
+    "pruned": "KILLED",
+}  # queued / running stay RUNNING
 ARTIFACTS = ("notebook.html", "params.yaml", "env.json")  # plus figures/*
 TAG = "polarkit."
 _LOCK = threading.RLock()  # one mirror at a time per process (`run --jobs K` finalises in threads; SQLite locks)
@@ -116,11 +122,18 @@ def session(uri: str | None = None, quick: bool = True, fluent: bool = False) ->
     with _LOCK:
         check_reachable(uri)
         # quick: one attempt, a bounded wait (a run mirrored later by `polarkit track --backfill` loses nothing)
-        env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-               "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("POLARKIT_TRACKING_TIMEOUT", "5")} if quick else {}
+        env = (
+            {
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("POLARKIT_TRACKING_TIMEOUT", "5"),
+            }
+            if quick
+            else {}
+        )
         env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # per-file bars, one line each in batch logs
         import mlflow  # before quietening its loggers: importing mlflow configures them
-        with _env(env), _quiet_loggers(), (_fluent_uri(uri) if fluent else contextlib.nullcontext()):
+
+        with _env(env), _quiet_loggers(), _fluent_uri(uri) if fluent else contextlib.nullcontext():
             _create_local_store(uri)
             yield mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -131,6 +144,7 @@ def _create_local_store(uri: str) -> None:
     if not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists():
         return
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     SqlAlchemyStore(uri, artifact_root(uri).as_uri())  # its engine is cached: the client store reuses it
 
@@ -141,6 +155,7 @@ def _fluent_uri(uri: str) -> Iterator[None]:
     None, deletes) $MLFLOW_TRACKING_URI: both are put back as they were."""
     import mlflow
     from mlflow.tracking._tracking_service import utils
+
     old_global, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
@@ -171,6 +186,7 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 def _quiet_loggers() -> Iterator[None]:
     """MLflow, alembic and urllib3 log retries and schema migrations at INFO/WARNING: keep them to errors."""
     import logging
+
     loggers = [logging.getLogger(n) for n in ("mlflow", "alembic", "urllib3", "sqlalchemy")]
     old = [lg.level for lg in loggers]
     for lg in loggers:
@@ -196,14 +212,17 @@ def prepare(uri: str | None = None) -> None:
     def warm() -> None:
         with contextlib.suppress(Exception):
             import mlflow  # noqa: F401
+
             target = uri or tracking_uri()
             if not is_remote(target):  # a server is not contacted before it is needed
                 with session(target) as client:
                     client.get_experiment_by_name("polarkit-warm-up")
+
     threading.Thread(target=warm, name="polarkit-tracking-warm-up", daemon=True).start()
 
 
 # ---- mirroring ----
+
 
 def mirror(run_dir: Path | str, uri: str | None = None) -> str | None:
     """Mirror one run folder into MLflow; returns the MLflow run id, or None after one warning line
@@ -233,8 +252,10 @@ def _mirror(client, run_dir: Path, uri: str) -> str:
     if run_id is None:
         exp_id = _experiment(client, stem, uri)
         run_id = client.create_run(exp_id, start_time=start_ms, tags=tags, run_name=run_dir.name).info.run_id
-        runs.write_json(run_dir / "status.json", {**runs.read_json(run_dir / "status.json"),
-                                                  "mlflow_run_id": run_id, "mlflow_tracking_uri": redact(uri)})
+        runs.write_json(
+            run_dir / "status.json",
+            {**runs.read_json(run_dir / "status.json"), "mlflow_run_id": run_id, "mlflow_tracking_uri": redact(uri)},
+        )
     current = client.get_run(run_id).data
     flat, history = _metrics(run_dir, start_ms)
     metrics = [Metric(k, v, ts, step) for k, v, ts, step in flat if current.metrics.get(k) != v]
@@ -269,6 +290,7 @@ def _find_run(client, status: dict, uri: str) -> str | None:
     if not run_id or status.get("mlflow_tracking_uri", redact(uri)) != redact(uri):
         return None
     from mlflow.exceptions import MlflowException
+
     try:
         run = client.get_run(run_id)
     except MlflowException as e:  # a new database under the same URI: start afresh; anything else is a failure
@@ -281,6 +303,7 @@ def _find_run(client, status: dict, uri: str) -> str | None:
 def _experiment(client, name: str, uri: str) -> str:
     """The id of experiment `name`, created (artifacts under artifact_root) when missing; safe under races."""
     from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
@@ -288,8 +311,9 @@ def _experiment(client, name: str, uri: str) -> str:
         return exp.experiment_id
     root = artifact_root(uri)
     try:
-        return client.create_experiment(name, artifact_location=(root / name).as_uri() if root else None,
-                                        tags={"polarkit.notebook": name})
+        return client.create_experiment(
+            name, artifact_location=(root / name).as_uri() if root else None, tags={"polarkit.notebook": name}
+        )
     except MlflowException:  # created meanwhile by another process
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -314,8 +338,13 @@ def _params(run_dir: Path) -> dict[str, str]:
         return {}
     out = {}
     for k, v in values.items():
-        text = v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True, allow_unicode=True,
-                                                           width=10**6).strip().removesuffix("\n...")
+        text = (
+            v
+            if isinstance(v, str)
+            else yaml.safe_dump(v, default_flow_style=True, allow_unicode=True, width=10**6)
+            .strip()
+            .removesuffix("\n...")
+        )
         out[str(k)] = text[:_MAX_PARAM]
     return out
 
@@ -334,8 +363,11 @@ def _metrics(run_dir: Path, start_ms: int) -> tuple[list, list]:
         with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError), open(hist, newline="", encoding="utf-8") as f:
             for i, row in enumerate(csv.DictReader(f)):
                 step = _int(row.get("step"), i)
-                history += [(_metric_key(prefix + k), float(v), start_ms + i, step)
-                            for k, v in row.items() if k and k != "step" and _finite(v)]
+                history += [
+                    (_metric_key(prefix + k), float(v), start_ms + i, step)
+                    for k, v in row.items()
+                    if k and k != "step" and _finite(v)
+                ]
     return flat, history
 
 
@@ -363,9 +395,15 @@ def _int(v: Any, default: int) -> int:
 def _tags(run_dir: Path, status: dict) -> dict[str, str]:
     env = runs.read_json(run_dir / "env.json")
     state = _state(status)
-    tags = {"mlflow.runName": run_dir.name, "mlflow.source.name": status.get("notebook") or run_dir.parent.name,
-            "mlflow.source.type": "NOTEBOOK", TAG + "notebook": status.get("notebook") or run_dir.parent.name,
-            TAG + "run_id": run_dir.name, TAG + "run_dir": str(run_dir.absolute()), TAG + "status": state}
+    tags = {
+        "mlflow.runName": run_dir.name,
+        "mlflow.source.name": status.get("notebook") or run_dir.parent.name,
+        "mlflow.source.type": "NOTEBOOK",
+        TAG + "notebook": status.get("notebook") or run_dir.parent.name,
+        TAG + "run_id": run_dir.name,
+        TAG + "run_dir": str(run_dir.absolute()),
+        TAG + "status": state,
+    }
     if env.get("commit"):
         tags["mlflow.source.git.commit"] = tags[TAG + "git_commit"] = str(env["commit"])
     if env.get("dirty") is not None:
@@ -413,8 +451,10 @@ def _log_artifacts(client, run_id: str, run_dir: Path) -> None:
 
 # ---- whole outputs folder, dashboard ----
 
-def backfill(outputs: Path | str | None = None, uri: str | None = None,
-             progress: bool = True) -> list[tuple[Path, str | None]]:
+
+def backfill(
+    outputs: Path | str | None = None, uri: str | None = None, progress: bool = True
+) -> list[tuple[Path, str | None]]:
     """Mirror every run folder under `outputs` not yet mirrored to this store -> [(folder, run id or None)].
 
     `polarkit track --backfill`; one session for all of them, so a dead tracker stops after one warning."""
@@ -453,5 +493,15 @@ def mlflow_ui(outputs: Path | str | None = None, port: int = 5000) -> list[str]:
     """The command that serves the MLflow dashboard on the local store, on 127.0.0.1 only."""
     outputs = Path(outputs or runs.outputs_dir())
     exe = Path(sys.executable).with_name("mlflow")
-    return [str(exe) if exe.exists() else "mlflow", "ui", "--backend-store-uri", local_uri(outputs),
-            "--artifacts-destination", str(outputs / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    return [
+        str(exe) if exe.exists() else "mlflow",
+        "ui",
+        "--backend-store-uri",
+        local_uri(outputs),
+        "--artifacts-destination",
+        str(outputs / "mlartifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]

@@ -5,6 +5,7 @@ padding and length-grouped batches for text, keeps the best checkpoint by a chos
 direction from `score.greater_is_better`), stops early, beats the run heartbeat, times the training
 (`trainer.train_seconds`), and returns the history as a DataFrame for plots.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,12 @@ def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> di
     device = environment.device(device)
     torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
     transformers.set_seed(seed)
-    info = {"device": device, "seed": seed, "threads": torch.get_num_threads(),
-            "cuda_devices": torch.cuda.device_count()}
+    info = {
+        "device": device,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "cuda_devices": torch.cuda.device_count(),
+    }
     if (run := runs.current()) is not None:
         run.update_env(**info)
     return info
@@ -65,12 +70,16 @@ class _StopOnNonFinite(TrainerCallback):
     """Raises `TrainingDiverged` at the first logged loss (train or eval) that is NaN or infinite."""
 
     def on_log(self, args, state, control, logs=None, **kw):
-        bad = {k: v for k, v in (logs or {}).items()
-               if k in ("loss", "eval_loss") and isinstance(v, (int, float)) and not np.isfinite(v)}
+        bad = {
+            k: v
+            for k, v in (logs or {}).items()
+            if k in ("loss", "eval_loss") and isinstance(v, (int, float)) and not np.isfinite(v)
+        }
         if bad:
             raise TrainingDiverged(
                 f"training diverged at step {state.global_step}: {', '.join(f'{k}={v}' for k, v in bad.items())} "
-                f"(learning rate {args.learning_rate:g}; a lower lr, or weights that are finite, fix this)")
+                f"(learning rate {args.learning_rate:g}; a lower lr, or weights that are finite, fix this)"
+            )
 
 
 HEAD_PREFIXES = ("head.", "classifier.")  # polarkit's EncoderClassifier, transformers' *ForSequenceClassification
@@ -94,8 +103,9 @@ class _Trainer(Trainer):
                 moved = [p for p in g["params"] if id(p) in head]
                 if moved:
                     g["params"] = [p for p in g["params"] if id(p) not in head]
-                    opt.add_param_group({**{k: v for k, v in g.items() if k != "params"},
-                                         "params": moved, "lr": self.head_lr})
+                    opt.add_param_group(
+                        {**{k: v for k, v in g.items() if k != "params"}, "params": moved, "lr": self.head_lr}
+                    )
             opt._polarkit_head_split = True  # the scheduler scales every group's own peak lr
         return opt
 
@@ -112,21 +122,45 @@ def history(trainer: Trainer) -> pd.DataFrame:
         if "loss" in entry:
             pending.append(entry["loss"])
         if any(k.startswith("eval_") for k in entry):
-            row = {"epoch": entry.get("epoch"), "step": entry.get("step"),
-                   "train_loss": float(np.mean(pending)) if pending else np.nan}
+            row = {
+                "epoch": entry.get("epoch"),
+                "step": entry.get("step"),
+                "train_loss": float(np.mean(pending)) if pending else np.nan,
+            }
             rows.append(row | {k: v for k, v in entry.items() if k.startswith("eval_")})
             pending = []
     return pd.DataFrame(rows)
 
 
-def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None = None, epochs: float = 1.0,
-        lr: float = 5e-5, batch_size: int = 32, eval_batch_size: int | None = None,
-        weight_decay: float = 0.01, warmup_ratio: float = 0.06, scheduler: str = "linear",
-        metric: str = "loss", patience: int | None = None, evals_per_epoch: int = 1,
-        tokenizer=None, collator=None, compute_metrics: Callable | None = None,
-        group_by_length: bool = True, max_steps: int = -1, grad_accum: int = 1,
-        seed: int = 0, callbacks: list | None = None, history_name: str = "history",
-        head_lr: float | None = None, logging_steps: int | None = None, **extra: Any) -> tuple[Trainer, pd.DataFrame]:
+def fit(
+    model,
+    train_dataset,
+    eval_dataset=None,
+    *,
+    out_dir: str | Path | None = None,
+    epochs: float = 1.0,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    eval_batch_size: int | None = None,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.06,
+    scheduler: str = "linear",
+    metric: str = "loss",
+    patience: int | None = None,
+    evals_per_epoch: int = 1,
+    tokenizer=None,
+    collator=None,
+    compute_metrics: Callable | None = None,
+    group_by_length: bool = True,
+    max_steps: int = -1,
+    grad_accum: int = 1,
+    seed: int = 0,
+    callbacks: list | None = None,
+    history_name: str = "history",
+    head_lr: float | None = None,
+    logging_steps: int | None = None,
+    **extra: Any,
+) -> tuple[Trainer, pd.DataFrame]:
     """Train with `transformers.Trainer`; keep the best checkpoint by `metric`; return (trainer, history).
 
     With a tokenizer and no collator, batches are padded dynamically (DataCollatorWithPadding);
@@ -149,35 +183,60 @@ def fit(model, train_dataset, eval_dataset=None, *, out_dir: str | Path | None =
         has_eval = eval_dataset is not None
         names = getattr(compute_metrics, "names", None)  # declared by classifier.compute_metrics_for and its kin
         if has_eval and metric != "loss" and names is not None and metric not in names:
-            raise ValueError(f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}")
+            raise ValueError(
+                f"metric {metric!r} is not computed on the evaluation set: choose loss or one of {list(names)}"
+            )
         if collator is None and tokenizer is not None:
             collator = transformers.DataCollatorWithPadding(tokenizer)
         steps_per_epoch = max(1, -(-len(train_dataset) // (batch_size * grad_accum)))  # ceil, as Trainer counts
         eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
         args = TrainingArguments(
-            output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
-            per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
-            gradient_accumulation_steps=grad_accum, weight_decay=weight_decay, warmup_steps=warmup_ratio,
-            lr_scheduler_type=scheduler, seed=seed, data_seed=seed,
-            eval_strategy="steps" if has_eval else "no", eval_steps=eval_every,
-            save_strategy="steps" if has_eval else "no", save_steps=eval_every, save_total_limit=1,
-            save_only_model=True, load_best_model_at_end=has_eval,
+            output_dir=str(out_dir),
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=lr,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
+            gradient_accumulation_steps=grad_accum,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_ratio,
+            lr_scheduler_type=scheduler,
+            seed=seed,
+            data_seed=seed,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=eval_every,
+            save_strategy="steps" if has_eval else "no",
+            save_steps=eval_every,
+            save_total_limit=1,
+            save_only_model=True,
+            load_best_model_at_end=has_eval,
             metric_for_best_model=metric if has_eval else None,
             greater_is_better=score.greater_is_better(metric) if has_eval else None,
-            logging_steps=logging_steps or max(1, min(50, eval_every // 4)), report_to="none",
+            logging_steps=logging_steps or max(1, min(50, eval_every // 4)),
+            report_to="none",
             train_sampling_strategy="group_by_length" if group_by_length else "random",
             optim="adamw_torch_fused" if _fused_ok() else "adamw_torch",  # fused: ~8x faster step on CPU
-            dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
-            logging_nan_inf_filter=False, **extra)  # the filter logs a NaN loss as 0.0: a diverged run looked fine
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            logging_nan_inf_filter=False,
+            **extra,
+        )  # the filter logs a NaN loss as 0.0: a diverged run looked fine
         cbs = [_Heartbeat(), _StopOnNonFinite(), *(callbacks or [])]
         pruning = sweep_trial.pruning_callback(metric) if has_eval else None  # a sweep trial: report each evaluation
         if pruning is not None:
             cbs.append(pruning)
         if patience and has_eval:
             cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
-        trainer = _Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                           data_collator=collator, processing_class=tokenizer, compute_metrics=compute_metrics,
-                           callbacks=cbs)
+        trainer = _Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=cbs,
+        )
         trainer.head_lr = head_lr
         start = time.perf_counter()
         trainer.train()

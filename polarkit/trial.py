@@ -23,6 +23,7 @@ notebook continue the step count instead of restarting it.
 
 Optuna is imported inside the functions that use it; transformers (for `TrainerCallback`) at import.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,13 +62,14 @@ class Pruned(Exception):
 
 # --- storages and pruners, shared with polarkit.sweep -------------------------------------------
 
+
 def is_journal(url: str) -> bool:
     return url.startswith("journal:")
 
 
 def journal_path(url: str) -> Path:
     """journal:///abs/path.log or journal:relative/path.log -> the file."""
-    rest = url[len("journal:"):]
+    rest = url[len("journal:") :]
     return Path(rest[2:] if rest.startswith("//") else rest)
 
 
@@ -77,11 +79,13 @@ def redact(url: str) -> str:
         return url
     try:
         from sqlalchemy.engine import URL, make_url
+
         u = make_url(url)
         if not u.password:
             return url
-        return URL.create(u.drivername, username=u.username, host=u.host, port=u.port, database=u.database,
-                          query=u.query).render_as_string(hide_password=False)
+        return URL.create(
+            u.drivername, username=u.username, host=u.host, port=u.port, database=u.database, query=u.query
+        ).render_as_string(hide_password=False)
     except Exception:  # noqa: BLE001 - an unparsable URL: cut everything between :// and @
         head, _, tail = url.partition("://")
         return f"{head}://{tail.rpartition('@')[2]}"
@@ -96,8 +100,9 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 retry: int | None = None):
+def open_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, retry: int | None = None
+):
     """An Optuna storage for `url`: RDBStorage (SQLite, PostgreSQL, MySQL) or a JournalStorage file.
 
     With `heartbeat_interval` (RDB only), each running trial beats; one silent for `grace_period`
@@ -105,8 +110,10 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     (Optuna's RetryFailedTrialCallback / RetryHeartbeatStaleTrialCallback).
     """
     import optuna
+
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
+
         path = journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
@@ -118,11 +125,18 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             if retry_cb is not None:  # optuna >= 4.9
                 kwargs = {"heartbeat_stale_trial_callback": retry_cb(max_retry=retry) if retry else None}
             else:
-                kwargs = {"failed_trial_callback": (optuna.storages.RetryFailedTrialCallback(max_retry=retry)
-                                                    if retry else None)}
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url),
-                                              heartbeat_interval=heartbeat_interval,
-                                              grace_period=grace_period, **kwargs)
+                kwargs = {
+                    "failed_trial_callback": (
+                        optuna.storages.RetryFailedTrialCallback(max_retry=retry) if retry else None
+                    )
+                }
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                **kwargs,
+            )
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
 
 
@@ -134,17 +148,22 @@ def pruner_spec(spec: str | dict | None) -> dict[str, Any]:
         return {"type": spec}
     if isinstance(spec, dict) and isinstance(spec.get("type"), str):
         return dict(spec)
-    raise ValueError(f"expected one of {', '.join(PRUNERS)} or a mapping with `type:` and the pruner's "
-                     f"arguments, got {spec!r}")
+    raise ValueError(
+        f"expected one of {', '.join(PRUNERS)} or a mapping with `type:` and the pruner's arguments, got {spec!r}"
+    )
 
 
 def make_pruner(spec: str | dict | None):
     """Optuna pruner from a spec: hyperband (HyperbandPruner), median (MedianPruner), none (NopPruner)."""
     import optuna
+
     spec = pruner_spec(spec)
     kind, kwargs = spec["type"], {k: v for k, v in spec.items() if k != "type"}
-    classes = {"hyperband": optuna.pruners.HyperbandPruner, "median": optuna.pruners.MedianPruner,
-               "none": optuna.pruners.NopPruner}
+    classes = {
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "median": optuna.pruners.MedianPruner,
+        "none": optuna.pruners.NopPruner,
+    }
     if kind not in classes:
         raise ValueError(f"unknown pruner {kind!r}: choose {', '.join(PRUNERS)}")
     return classes[kind](**kwargs)
@@ -156,6 +175,7 @@ def metric_direction(name: str) -> str:
 
 
 # --- the trial this kernel runs as ---------------------------------------------------------------
+
 
 def current():
     """The `optuna.trial.Trial` this kernel runs as (set by `polarkit sweep`), or None.
@@ -169,16 +189,23 @@ def current():
     if key not in _CACHE:
         try:
             import optuna
+
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                study = optuna.load_study(study_name=study_name, storage=open_storage(url),
-                                          sampler=optuna.samplers.RandomSampler(),  # never samples here
-                                          pruner=make_pruner(json.loads(os.environ.get(ENV_PRUNER) or "null")))
+                study = optuna.load_study(
+                    study_name=study_name,
+                    storage=open_storage(url),
+                    sampler=optuna.samplers.RandomSampler(),  # never samples here
+                    pruner=make_pruner(json.loads(os.environ.get(ENV_PRUNER) or "null")),
+                )
                 _CACHE[key] = optuna.trial.Trial(study, int(trial_id))
         except Exception as e:  # noqa: BLE001
-            print(f"polarkit.trial: cannot reach trial {trial_id} of study {study_name!r} in {redact(url)}: "
-                  f"{type(e).__name__}: {e}; this run is not pruned", file=sys.stderr)
+            print(
+                f"polarkit.trial: cannot reach trial {trial_id} of study {study_name!r} in {redact(url)}: "
+                f"{type(e).__name__}: {e}; this run is not pruned",
+                file=sys.stderr,
+            )
             _CACHE[key] = None
     return _CACHE[key]
 
@@ -220,8 +247,11 @@ class Reporter:
             trial.report(sign * float(value), int(step))
             prune = trial.should_prune()
         except Exception as e:  # noqa: BLE001 - a storage hiccup or a trial already failed: train on, unpruned
-            print(f"polarkit.trial: reporting {self.metric} to trial {trial.number} failed "
-                  f"({type(e).__name__}: {e}); pruning is off for this run", file=sys.stderr)
+            print(
+                f"polarkit.trial: reporting {self.metric} to trial {trial.number} failed "
+                f"({type(e).__name__}: {e}); pruning is off for this run",
+                file=sys.stderr,
+            )
             self.disabled = True
             return False
         self.last_step = int(step)
@@ -240,12 +270,18 @@ def raise_if_pruned(reporter: Reporter | None) -> None:
         return
     trial = reporter.trial
     number = trial.number if trial is not None else os.environ.get(ENV_TRIAL_NUMBER)
-    info = {"pruned_at_step": reporter.pruned_at_step, "metric": reporter.metric, "value": reporter.value,
-            "step_unit": os.environ.get(ENV_PRUNE_STEP) or "step"}
+    info = {
+        "pruned_at_step": reporter.pruned_at_step,
+        "metric": reporter.metric,
+        "value": reporter.value,
+        "step_unit": os.environ.get(ENV_PRUNE_STEP) or "step",
+    }
     if (run := runs.current()) is not None:
         run.set_status("pruned", **info)
-    raise Pruned(f"trial {number} pruned at step {reporter.pruned_at_step} "
-                 f"({reporter.metric} = {reporter.value:.4g}); the rest of the notebook is skipped")
+    raise Pruned(
+        f"trial {number} pruned at step {reporter.pruned_at_step} "
+        f"({reporter.metric} = {reporter.value:.4g}); the rest of the notebook is skipped"
+    )
 
 
 def pruning_callback(fit_metric: str = "loss"):
@@ -282,8 +318,11 @@ class PruningCallback(TrainerCallback, Reporter):
         if value is None:
             if not self._warned and self.trial is not None:
                 self._warned = True
-                print(f"polarkit.trial: {self.metric} is not among this evaluation's metrics "
-                      f"({', '.join(sorted(metrics or {}))}); nothing reported", file=sys.stderr)
+                print(
+                    f"polarkit.trial: {self.metric} is not among this evaluation's metrics "
+                    f"({', '.join(sorted(metrics or {}))}); nothing reported",
+                    file=sys.stderr,
+                )
             return
         if self.report(value, self._base + self._count(args, state)):
             control.should_training_stop = True

@@ -3,6 +3,7 @@
 Used by tests that check a page renders offline (bertviz views, a run's notebook.html).
 CI installs the browser with `apt-get install -y chromium`; `POLARKIT_CHROMIUM` overrides the path.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,12 +14,23 @@ from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--no-first-run", "--no-default-browser-check",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
     "--mute-audio",
     # no network: every host name fails to resolve and any connection goes to a closed local port
-    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
 )
 
 
@@ -48,12 +60,18 @@ def dump_dom(html_path: str | Path, *, budget_ms: int = 5000, timeout: float = 6
     return _run(html_path, "--dump-dom", budget_ms=budget_ms, timeout=timeout).stdout
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, *, width: int = 1280, height: int = 1000,
-               budget_ms: int = 5000, timeout: float = 60) -> Path:
+def screenshot(
+    html_path: str | Path,
+    png_path: str | Path,
+    *,
+    width: int = 1280,
+    height: int = 1000,
+    budget_ms: int = 5000,
+    timeout: float = 60,
+) -> Path:
     """Screenshot of the page's first `width` x `height` pixels as a PNG at png_path."""
     png_path = Path(png_path).resolve()
-    _run(html_path, f"--screenshot={png_path}", f"--window-size={width},{height}",
-         budget_ms=budget_ms, timeout=timeout)
+    _run(html_path, f"--screenshot={png_path}", f"--window-size={width},{height}", budget_ms=budget_ms, timeout=timeout)
     if not png_path.exists():
         raise RuntimeError(f"chromium wrote no screenshot to {png_path}")
     return png_path

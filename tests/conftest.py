@@ -1,4 +1,5 @@
 """Shared test set-up: offline, shared data, run folders under a temp dir, tiny notebook factory."""
+
 import os
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def tiny_notebook(tmp_path):
     """A notebook that reports lr and fails on request."""
     return make_notebook(
         tmp_path / "98_tiny.ipynb",
-        'lr: float = 3e-5  # learning rate\nname: str = "x"  # a name\nfail: bool = False  # raise?\nseed: int = 0  # seed',
+        'lr: float = 3e-5  # learning rate\nname: str = "x"  # a name\n'
+        "fail: bool = False  # raise?\nseed: int = 0  # seed",
         'assert not fail, "asked to fail"',
-        'run.finish({"test_lr": lr, "test_len": len(name)})')
+        'run.finish({"test_lr": lr, "test_len": len(name)})',
+    )

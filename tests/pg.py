@@ -9,6 +9,7 @@ Makefile's `system` target does).
 
     from pg import postgres_url  # noqa: F401  (a fixture: a SQLAlchemy URL to an empty database)
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,10 @@ PASSWORD = "not-a-secret"  # in the URL to check redaction; local trust auth ign
 
 def server_bin() -> Path | None:
     """The newest /usr/lib/postgresql/<ver>/bin holding initdb and pg_ctl (or PATH's), or None."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)] or [0])
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)] or [0],
+    )
     if found and (found[-1].parent / "pg_ctl").is_file():
         return found[-1].parent
     initdb = shutil.which("initdb")
@@ -51,8 +54,10 @@ def _as_server_user() -> tuple[list[str], str | None]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run the server as "
-                    "(the Debian postgresql package creates it)")
+        pytest.skip(
+            "running as root and there is no `postgres` user to run the server as "
+            "(the Debian postgresql package creates it)"
+        )
     runuser = shutil.which("runuser") or "/usr/sbin/runuser"
     return [runuser, "-u", "postgres", "--"], "postgres"
 
@@ -78,14 +83,25 @@ def postgres_url():
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=timeout, cwd=base)
 
-    out = run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-              "--no-sync", "--no-instructions")
+    out = run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "--no-instructions",
+    )
     assert out.returncode == 0, f"initdb failed: {out.stderr}"
     opts = f"-c listen_addresses='' -k {base} -p {port} -c fsync=off -c max_connections=40"
     out = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start")
     try:
         assert out.returncode == 0, f"pg_ctl start failed: {out.stderr}\n{log.read_text() if log.exists() else ''}"
         import psycopg2
+
         conn = psycopg2.connect(host=str(base), port=port, user="postgres", dbname="postgres")
         conn.autocommit = True
         with conn.cursor() as cur:

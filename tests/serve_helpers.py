@@ -8,6 +8,7 @@
 Fixtures: `serve_models` (session: the folders, built once) and `env` (per module: a temp MLflow store with
 sentiment v1 champion + v2 candidate, sts v1 and a broken cola v1 champion; the variables set).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ LABELS = ["negative", "positive"]
 def _train(model, batches, steps: int, lr: float = 1e-3) -> float:
     """A few AdamW steps over `batches()` (a callable giving (inputs dict, labels)); returns the last loss."""
     import torch
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     loss, threads = float("nan"), torch.get_num_threads()
@@ -51,10 +53,12 @@ def build_models(root: Path, n: int = 512, steps: int = 40, seed: int = 0, kinds
 
     from polarkit import data, models
     from polarkit.tasks import classifier, predict, sts
+
     reviews = data.load_nsmc("train", n=n, seed=seed)
     pairs = data.load_klue_sts("train", n=n, seed=seed)
-    tok = models.load_tokenizer("scratch:tiny", texts=[*reviews.text, *pairs.sentence1, *pairs.sentence2],
-                                vocab_size=4000)
+    tok = models.load_tokenizer(
+        "scratch:tiny", texts=[*reviews.text, *pairs.sentence1, *pairs.sentence2], vocab_size=4000
+    )
     rng = np.random.default_rng(seed)
     out = {}
 
@@ -70,18 +74,27 @@ def build_models(root: Path, n: int = 512, steps: int = 40, seed: int = 0, kinds
             i = rng.choice(len(texts), 32)
             enc = tok([texts[k] for k in i], truncation=True, max_length=64, padding=True, return_tensors="pt")
             return dict(enc), torch.as_tensor(y[i])
+
         _train(clf, review_batch, steps)
-        out["sentiment"] = predict.save_classifier_model(root / f"sentiment-{seed}", clf, tok, LABELS, "sentiment",
-                                                         max_length=64)
+        out["sentiment"] = predict.save_classifier_model(
+            root / f"sentiment-{seed}", clf, tok, LABELS, "sentiment", max_length=64
+        )
     if "sts" in kinds:
         cross = sts.build("cross", encoder(seed + 100))
         s1, s2, score = pairs.sentence1.tolist(), pairs.sentence2.tolist(), pairs.score.to_numpy(np.float32)
 
         def pair_batch():
             i = rng.choice(len(s1), 32)
-            enc = tok([s1[k] for k in i], [s2[k] for k in i], truncation=True, max_length=64, padding=True,
-                      return_tensors="pt")
+            enc = tok(
+                [s1[k] for k in i],
+                [s2[k] for k in i],
+                truncation=True,
+                max_length=64,
+                padding=True,
+                return_tensors="pt",
+            )
             return dict(enc), torch.as_tensor(score[i] / 5)
+
         _train(cross, pair_batch, steps)
         out["sts"] = predict.save_sts_model(root / f"sts-{seed}", sts.Similarity(cross, tok, "cross", max_length=64))
     return out
@@ -93,16 +106,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], workdir: Path, env: dict | None = None, timeout: float = 240.0,
-                 name: str = "serve") -> tuple[subprocess.Popen, str]:
+def start_server(
+    args: list[str], workdir: Path, env: dict | None = None, timeout: float = 240.0, name: str = "serve"
+) -> tuple[subprocess.Popen, str]:
     """`python -m polarkit.serve ARGS --port <free>` in its own session; waits until /health answers."""
     import httpx
+
     port = free_port()
     log_path = workdir / f"{name}-{port}.log"
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "polarkit.serve", *args, "--port", str(port)], cwd=workdir,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polarkit.serve", *args, "--port", str(port)],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     proc.log_path = log_path
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -130,14 +150,22 @@ def stop_server(proc: subprocess.Popen, timeout: float = 20) -> int:
     return proc.wait(timeout=timeout)
 
 
-def register(outputs: Path, uri: str, task: str, folder: Path, value: float, metric: str = "val_accuracy",
-             stem: str = "07_review_classifier") -> int:
+def register(
+    outputs: Path,
+    uri: str,
+    task: str,
+    folder: Path,
+    value: float,
+    metric: str = "val_accuracy",
+    stem: str = "07_review_classifier",
+) -> int:
     """Register a copy of model `folder` under `task` from a succeeded run folder with metric `value` -> version."""
     import shutil
 
     from mlflow_store import make_run
 
     from polarkit import registry
+
     run_dir = make_run(outputs, stem=stem, metrics={metric: value})
     model_dir = shutil.copytree(folder, run_dir / "models" / "best")
     got = registry.register(run_dir, task, model_dir, metric, threshold=0.0, uri=uri)
@@ -152,6 +180,7 @@ def broken_classifier(root: Path, like: Path) -> Path:
     import shutil
 
     from polarkit import predictors
+
     d = shutil.copytree(like, root / "broken-cola")
     meta = json.loads((d / "classifier.json").read_text(encoding="utf-8"))
     (d / "classifier.json").write_text(json.dumps({**meta, "max_length": 2048}), encoding="utf-8")
@@ -164,8 +193,11 @@ def serve_models(tmp_path_factory) -> dict:
     """Built once per session: {"first": {"sentiment", "sts"}, "second": {"sentiment"}, "broken": cola folder}."""
     root = tmp_path_factory.mktemp("serve-models")
     first = build_models(root, seed=0)
-    return {"first": first, "second": build_models(root, seed=1, kinds=("sentiment",)),
-            "broken": broken_classifier(root, first["sentiment"])}
+    return {
+        "first": first,
+        "second": build_models(root, seed=1, kinds=("sentiment",)),
+        "broken": broken_classifier(root, first["sentiment"]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +207,19 @@ def env(tmp_path_factory, mlflow_template, serve_models):
     import shutil
 
     from polarkit import registry
+
     root = tmp_path_factory.mktemp("serve")
     db = root / "store" / "mlflow.db"
     db.parent.mkdir()
     shutil.copyfile(mlflow_template, db)
     uri = f"sqlite:///{db}"
-    variables = {"MLFLOW_TRACKING_URI": uri, "POLARKIT_OUTPUTS": str(root / "outputs"),
-                 "POLARKIT_MODELS": str(root / "cache"), "POLARKIT_TRACKING": "on", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    variables = {
+        "MLFLOW_TRACKING_URI": uri,
+        "POLARKIT_OUTPUTS": str(root / "outputs"),
+        "POLARKIT_MODELS": str(root / "cache"),
+        "POLARKIT_TRACKING": "on",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     first, second = serve_models["first"], serve_models["second"]
     with pytest.MonkeyPatch.context() as mp:
         for k, v in variables.items():

@@ -1,11 +1,12 @@
 """The saved bertviz views really render in a browser with no network (headless Chromium)."""
+
 from __future__ import annotations
 
 import matplotlib.image
 import numpy as np
 import pytest
-
 from browser import dump_dom, find_chromium, screenshot
+
 from polarkit.viz import attention
 
 pytestmark = [

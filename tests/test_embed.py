@@ -1,4 +1,5 @@
 """polarkit.embed: pooling, cosine helpers against sklearn, length-sorted encoding, saving."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,8 +77,12 @@ BATCHING_TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 def test_encode_keeps_order_and_ignores_padding(minilm):
     model, tok = minilm
-    texts = ["a short one", "a much longer sentence about backend development with python and aws",
-             "mid length text here", "x"]
+    texts = [
+        "a short one",
+        "a much longer sentence about backend development with python and aws",
+        "mid length text here",
+        "x",
+    ]
     together = embed.encode(model, tok, texts, batch_size=2, progress=False)
     alone = np.concatenate([embed.encode(model, tok, [t], progress=False) for t in texts])
     assert together.shape == (4, model.config.hidden_size) and together.dtype == np.float32
@@ -98,6 +103,7 @@ def test_encode_prefix_changes_vectors(minilm):
 
 def test_pooler_source_reads_the_checkpoint(tmp_path):
     from transformers import AutoModel, BertConfig, BertModel
+
     cfg = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
     BertModel(cfg).save_pretrained(tmp_path / "with")
     BertModel(cfg, add_pooling_layer=False).save_pretrained(tmp_path / "without")

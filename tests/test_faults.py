@@ -3,6 +3,7 @@
 Each test here reproduces a defect found by a fault matrix (issue 12) against the real executor,
 the real CLI in a subprocess, real kernels and (where the machine allows) a real full filesystem.
 """
+
 import json
 import math
 import os
@@ -15,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_notebook
+
 from polarkit import runs
 
 PY = sys.executable
@@ -28,15 +29,22 @@ def _status(d: Path) -> dict:
 
 def _cli(*args, cwd=None, env=None, **kw) -> subprocess.Popen:
     """`polarkit ARGS` in a new process (stdout/stderr piped)."""
-    return subprocess.Popen([PY, "-m", "polarkit.cli", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [PY, "-m", "polarkit.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
     """Poll until `predicate()` is truthy (a deadline for a background process, not a speed check)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (got := predicate()):
+        if got := predicate():
             return got
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
@@ -45,18 +53,23 @@ def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
 @pytest.fixture
 def threads_notebook(tmp_path):
     """Reports the thread budget its kernel was given, and its own name parameter."""
-    return make_notebook(tmp_path / "97_threads.ipynb", 'name: str = "x"  # which run',
-                         'import os',
-                         'run.finish({"test_threads": float(os.environ.get("OMP_NUM_THREADS", 0)), '
-                         '"test_len": float(len(name))})')
+    return make_notebook(
+        tmp_path / "97_threads.ipynb",
+        'name: str = "x"  # which run',
+        "import os",
+        'run.finish({"test_threads": float(os.environ.get("OMP_NUM_THREADS", 0)), "test_len": float(len(name))})',
+    )
 
 
 @pytest.fixture
 def sleepy_notebook(tmp_path):
     """Sleeps in its third cell until killed (to interrupt a run in the middle)."""
-    return make_notebook(tmp_path / "96_sleepy.ipynb", 'seconds: float = 600.0  # how long to sleep',
-                         'import time\nrun.heartbeat(every=0, phase="sleeping")\ntime.sleep(seconds)',
-                         'run.finish({"test_slept": seconds})')
+    return make_notebook(
+        tmp_path / "96_sleepy.ipynb",
+        "seconds: float = 600.0  # how long to sleep",
+        'import time\nrun.heartbeat(every=0, phase="sleeping")\ntime.sleep(seconds)',
+        'run.finish({"test_slept": seconds})',
+    )
 
 
 def test_four_runs_started_at_once_all_succeed_each_showing_its_own_row(outputs, tiny_notebook):
@@ -76,6 +89,7 @@ def test_four_runs_started_at_once_all_succeed_each_showing_its_own_row(outputs,
 
 def test_run_jobs_k_runs_notebooks_at_once_dividing_the_cores(outputs, threads_notebook, capsys):
     from polarkit import cli
+
     targets = [str(threads_notebook)] * 3
     assert cli.main(["run", *targets, "--jobs", "2"]) == 0
     dirs = list((outputs / "97_threads").iterdir())
@@ -91,7 +105,9 @@ def test_a_signal_marks_the_run_interrupted_and_leaves_nothing_behind(outputs, s
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     proc = _cli("run", str(sleepy_notebook), env={"TMPDIR": str(scratch)})
-    run_dir = _wait_for(lambda: next(iter((outputs / "96_sleepy").glob("*/status.json")), None), what="run folder").parent
+    run_dir = _wait_for(
+        lambda: next(iter((outputs / "96_sleepy").glob("*/status.json")), None), what="run folder"
+    ).parent
     _wait_for(lambda: _status(run_dir).get("heartbeat", {}).get("phase") == "sleeping", what="the sleeping cell")
     kernel_pid = _status(run_dir)["kernel_pid"]
     proc.send_signal(sig)
@@ -101,7 +117,9 @@ def test_a_signal_marks_the_run_interrupted_and_leaves_nothing_behind(outputs, s
     st = _status(run_dir)
     assert st["state"] == "interrupted" and st["signal"] == sig.name and st.get("end")
     assert (run_dir / "notebook.ipynb").is_file() and (run_dir / "notebook.html").is_file()  # the partial notebook
-    assert not Path(f"/proc/{kernel_pid}").exists() or "zombie" in Path(f"/proc/{kernel_pid}/status").read_text().lower()
+    assert (
+        not Path(f"/proc/{kernel_pid}").exists() or "zombie" in Path(f"/proc/{kernel_pid}/status").read_text().lower()
+    )
     assert list(scratch.iterdir()) == [], "no connection files, sockets or checkpoint folders left"
     assert run_dir.name in (outputs / "index.html").read_text()
 
@@ -116,6 +134,7 @@ def test_a_full_disk_in_finalisation_still_settles_the_status(tmp_path, tiny_not
     try:
         monkeypatch.setenv("POLARKIT_OUTPUTS", str(disk))
         from polarkit import executor
+
         d = executor.execute(tiny_notebook, {})
         st = _status(d)
         assert st["state"] == "failed" and "No space left" in st["message"], st
@@ -137,37 +156,68 @@ def test_a_diverged_training_stops_with_a_clear_error(tmp_path):
     """lr=1e12 used to give eval loss NaN, train loss logged as 0.0, and a `succeeded` run."""
     from polarkit import train
     from polarkit.tasks import mnist
+
     rng = np.random.default_rng(0)
     ds = mnist.MnistDataset(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), rng.integers(0, 10, 32))
     torch.manual_seed(0)
     with pytest.raises(train.TrainingDiverged, match="diverged at step"):
-        train.fit(mnist.SmallCNN(), ds, ds, lr=1e12, epochs=3, batch_size=8, group_by_length=False,
-                  disable_tqdm=True, logging_steps=1)
+        train.fit(
+            mnist.SmallCNN(),
+            ds,
+            ds,
+            lr=1e12,
+            epochs=3,
+            batch_size=8,
+            group_by_length=False,
+            disable_tqdm=True,
+            logging_steps=1,
+        )
 
 
 def test_non_finite_weights_stop_training_at_the_first_step(tmp_path):
     from polarkit import train
     from polarkit.tasks import mnist
+
     rng = np.random.default_rng(0)
     ds = mnist.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
     model = mnist.SmallCNN()
     with torch.no_grad():
         next(model.parameters()).fill_(math.nan)  # a corrupted model cache
     with pytest.raises(train.TrainingDiverged):
-        train.fit(model, ds, None, lr=1e-3, max_steps=2, batch_size=8, group_by_length=False, disable_tqdm=True,
-                  logging_steps=1)
+        train.fit(
+            model,
+            ds,
+            None,
+            lr=1e-3,
+            max_steps=2,
+            batch_size=8,
+            group_by_length=False,
+            disable_tqdm=True,
+            logging_steps=1,
+        )
 
 
 def test_fit_removes_its_temporary_checkpoints_even_when_training_raises(tmp_path, monkeypatch):
     import tempfile
+
     from polarkit import train
     from polarkit.tasks import mnist
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     rng = np.random.default_rng(0)
     ds = mnist.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
     with pytest.raises(train.TrainingDiverged):
-        train.fit(mnist.SmallCNN(), ds, ds, lr=1e12, epochs=4, batch_size=8, group_by_length=False,
-                  disable_tqdm=True, logging_steps=1)
+        train.fit(
+            mnist.SmallCNN(),
+            ds,
+            ds,
+            lr=1e12,
+            epochs=4,
+            batch_size=8,
+            group_by_length=False,
+            disable_tqdm=True,
+            logging_steps=1,
+        )
     assert not list(tmp_path.glob("polarkit-checkpoints-*"))
 
 
@@ -207,8 +257,12 @@ def test_unusable_outputs_folder_is_one_clear_line(tmp_path, tiny_notebook, kind
 
 def test_plain_papermill_with_an_unknown_parameter_is_refused_by_the_kernel(outputs, tiny_notebook, tmp_path):
     papermill = Path(sys.executable).parent / "papermill"
-    done = subprocess.run([str(papermill), str(tiny_notebook), str(tmp_path / "out.ipynb"), "-p", "lrr", "0.1",
-                           "-k", "python3"], capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [str(papermill), str(tiny_notebook), str(tmp_path / "out.ipynb"), "-p", "lrr", "0.1", "-k", "python3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode != 0
     assert "lrr: unknown parameter; did you mean 'lr'?" in done.stderr + done.stdout
     (d,) = list((outputs / "98_tiny").iterdir())
@@ -219,6 +273,7 @@ def test_plain_papermill_with_an_unknown_parameter_is_refused_by_the_kernel(outp
 def test_a_run_killed_while_queued_shows_as_died(outputs):
     """An executor killed before its kernel started used to leave `queued` forever."""
     from polarkit import report
+
     dead = subprocess.Popen([PY, "-c", "pass"])
     dead.wait()
     d = runs.new_run_dir("98_tiny", outputs)
@@ -231,13 +286,20 @@ def test_a_run_killed_while_queued_shows_as_died(outputs):
 
 def test_plain_papermill_reads_its_yaml_as_yaml_12(outputs, tiny_notebook, tmp_path):
     """papermill's YAML 1.1 reader turns `010` into 8 and `1:04` into 64; the kernel re-reads the file."""
-    nb = make_notebook(tmp_path / "95_ints.ipynb", 'batch_size: int = 32  # sentences per step\nname: str = "x"  # a name',
-                       'run.finish({"test_batch_size": batch_size})')
+    nb = make_notebook(
+        tmp_path / "95_ints.ipynb",
+        'batch_size: int = 32  # sentences per step\nname: str = "x"  # a name',
+        'run.finish({"test_batch_size": batch_size})',
+    )
     yml = tmp_path / "p.yaml"
     yml.write_text("batch_size: 010\nname: 1:04\n")
     papermill = Path(sys.executable).parent / "papermill"
-    subprocess.run([str(papermill), str(nb), str(tmp_path / "out.ipynb"), "-f", str(yml), "-k", "python3"],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [str(papermill), str(nb), str(tmp_path / "out.ipynb"), "-f", str(yml), "-k", "python3"],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     (d,) = list((outputs / "95_ints").iterdir())
     _wait_for(lambda: _status(d).get("end"), what="the watcher")
     assert json.loads((d / "metrics.json").read_text()) == {"test_batch_size": 10.0}

@@ -9,6 +9,7 @@ Debian Chromium (`executable_path`; it never downloads a browser) with the netwo
 tests/browser.py, and records every request the page makes. The server is shut down at the end and
 its kernels must be gone. Screenshots: the paths are printed (`pytest -s` shows them).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from browser import FLAGS, find_chromium
 from test_widgets import ENCODED, TEXT_PROGRESS, TRAIN_STEPS, progress_notebook
 
@@ -47,7 +47,7 @@ pytestmark = [
 
 # Records non-loopback name look-ups and connections of every Python process that imports `site`
 # (the server and its kernels). Unix-socket addresses are strings, not tuples: ignored.
-AUDIT = r'''
+AUDIT = r"""
 import os, sys
 _LOG = os.environ.get("POLARKIT_NET_AUDIT")
 _LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "", None)
@@ -71,7 +71,7 @@ def _audit(event, args):
         f.write(f"{os.getpid()} {sys.argv[:3]} {event} {host!r}\n")
 
 sys.addaudithook(_audit)
-'''
+"""
 
 
 def free_port() -> int:
@@ -112,22 +112,39 @@ class Lab:
         (site / "sitecustomize.py").write_text(AUDIT, encoding="utf-8")
         self.audit, self.log = tmp / "net-audit.log", tmp / "lab.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))}
-        env |= {"JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-                "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
-                "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "POLARKIT_OUTPUTS": str(tmp / "outputs"),
-                "PYTHONPATH": os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p),
-                "POLARKIT_NET_AUDIT": str(self.audit), "HF_HUB_OFFLINE": "1"}
-        cmd = [sys.executable, str(LAB), "--port", str(self.port), "--token", self.token, "--no-browser",
-               "--root", str(self.root), "--", *extra]
+        env |= {
+            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTER_DATA_DIR": str(tmp / "data"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+            "POLARKIT_OUTPUTS": str(tmp / "outputs"),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p),
+            "POLARKIT_NET_AUDIT": str(self.audit),
+            "HF_HUB_OFFLINE": "1",
+        }
+        cmd = [
+            sys.executable,
+            str(LAB),
+            "--port",
+            str(self.port),
+            "--token",
+            self.token,
+            "--no-browser",
+            "--root",
+            str(self.root),
+            "--",
+            *extra,
+        ]
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True
+            )
         self.url = f"http://127.0.0.1:{self.port}"
         self.kernels: set[int] = set()
 
     def api(self, path: str, method: str = "GET", timeout: float = 30):
-        req = urllib.request.Request(self.url + path, method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(self.url + path, method=method, headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(req, timeout=timeout) as r:
             body = r.read()
         return json.loads(body) if body else None
@@ -166,7 +183,7 @@ class Lab:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise AssertionError(f"JupyterLab ignored /api/shutdown:\n{self.log.read_text()[-4000:]}")
+            raise AssertionError(f"JupyterLab ignored /api/shutdown:\n{self.log.read_text()[-4000:]}") from None
 
 
 @pytest.fixture(scope="module")
@@ -314,8 +331,10 @@ def test_training_and_encoding_progress_render_once_each_in_lab(lab, page, tmp_p
     widgets = encode_out.locator(".widget-hprogress")
     assert widgets.count() == 1 and encode_out.locator(".jp-OutputArea-output .widget-hbox").count() == 1
     assert widgets.first.locator(".progress-bar-success").count() == 1
-    streams = "\n".join(train_out.locator(".jp-RenderedText").all_inner_texts()
-                         + encode_out.locator(".jp-RenderedText").all_inner_texts())
+    streams = "\n".join(
+        train_out.locator(".jp-RenderedText").all_inner_texts()
+        + encode_out.locator(".jp-RenderedText").all_inner_texts()
+    )
     assert "evaluations: 4" in streams and "encoded: (40," in streams
     assert not TEXT_PROGRESS.search(streams), streams  # no text progress lines beside the bars
     shot(page, tmp_path / "lab-progress.png")

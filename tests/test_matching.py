@@ -1,4 +1,5 @@
 """polarkit.tasks.matching: TestSheet scoring, mock JD, JD and lecture recommendation, encoder resolution."""
+
 import json
 
 import numpy as np
@@ -16,8 +17,14 @@ def _sample(n=4):
     return pd.DataFrame({"회사명": [f"c{i}" for i in range(n)], **{s: [f"{s} {i}" for i in range(n)] for s in SECS}})
 
 
-SHEET = pd.DataFrame({"idx1": [0, 0, 1, 2], "idx2": [1, 2, 3, 3], "section": ["자격요건", "복지", "자격요건", "복지"],
-                      "label": [1, 0, 1, 0]})
+SHEET = pd.DataFrame(
+    {
+        "idx1": [0, 0, 1, 2],
+        "idx2": [1, 2, 3, 3],
+        "section": ["자격요건", "복지", "자격요건", "복지"],
+        "label": [1, 0, 1, 0],
+    }
+)
 
 
 def test_testsheet_texts_and_sims():
@@ -40,7 +47,9 @@ def test_testsheet_scores_and_breakdown():
     norm = (sims - sims.min()) / (sims.max() - sims.min())
     assert got["t_seed_gap"] == pytest.approx(np.mean(np.abs(SHEET.label - norm)))
     br = matching.section_breakdown(SHEET, sims).set_index("section")
-    assert br.loc["자격요건", "pairs"] == 2 and br.loc["자격요건", "similar"] == 2 and np.isnan(br.loc["자격요건", "auc"])
+    assert (
+        br.loc["자격요건", "pairs"] == 2 and br.loc["자격요건", "similar"] == 2 and np.isnan(br.loc["자격요건", "auc"])
+    )
     assert br.loc["복지", "mean_sim_dissimilar"] == pytest.approx(0.4)
     pairs = matching.pair_table(SHEET, _sample(), sims)
     assert pairs["rank"].tolist() == [1, 4, 3, 2] and pairs.company2.tolist() == ["c1", "c2", "c3", "c3"]
@@ -59,23 +68,43 @@ def test_mock_jd_follows_the_seed_mapping():
 
 
 def test_recommend_jds_ranks_by_cosine():
-    pool = pd.DataFrame({"회사명": list("abc"), "공고명": list("xyz"), "직무내용": "", "document": ["d1", "d2", "d3"],
-                         "출처 URL": ["u1", "u2", "u3"]})
+    pool = pd.DataFrame(
+        {
+            "회사명": list("abc"),
+            "공고명": list("xyz"),
+            "직무내용": "",
+            "document": ["d1", "d2", "d3"],
+            "출처 URL": ["u1", "u2", "u3"],
+        }
+    )
     corpus = np.array([[1.0, 0], [0, 1], [0.7, 0.7]])
     recs = matching.recommend_jds(np.array([1.0, 0.1]), corpus, pool, k=2)
     assert recs.회사명.tolist() == ["a", "c"] and recs["rank"].tolist() == [1, 2]
     assert recs.score.iloc[0] > recs.score.iloc[1]
 
 
-KEYWORDS = {"job_skills": ["Python", "Docker", "Spring Boot", "java"], "udemy_skills": ["python", "docker", "springboot", "excel"]}
+KEYWORDS = {
+    "job_skills": ["Python", "Docker", "Spring Boot", "java"],
+    "udemy_skills": ["python", "docker", "springboot", "excel"],
+}
 
 
 def test_lecture_logic():
     assert matching.lecture_vocabulary(KEYWORDS) == ["python", "docker", "springboot"]
-    row = pd.Series({"자격요건": "Python 필수", "우대조건": "Spring Boot 경험", "주요업무": "API 개발", "복지": "docker"})
-    assert matching.jd_keywords(row, matching.lecture_vocabulary(KEYWORDS)) == ["python", "springboot"]  # 복지 is not read
-    lectures = pd.DataFrame({"강의명": ["Python 입문", "Spring Boot 마스터", "Excel", "Python과 Spring Boot"],
-                             "강의소개": ["python python", "스프링", "엑셀", "백엔드"], "출처": list("ABCD")})
+    row = pd.Series(
+        {"자격요건": "Python 필수", "우대조건": "Spring Boot 경험", "주요업무": "API 개발", "복지": "docker"}
+    )
+    assert matching.jd_keywords(row, matching.lecture_vocabulary(KEYWORDS)) == [
+        "python",
+        "springboot",
+    ]  # 복지 is not read
+    lectures = pd.DataFrame(
+        {
+            "강의명": ["Python 입문", "Spring Boot 마스터", "Excel", "Python과 Spring Boot"],
+            "강의소개": ["python python", "스프링", "엑셀", "백엔드"],
+            "출처": list("ABCD"),
+        }
+    )
     recs = matching.recommend_lectures(row, lectures, KEYWORDS, k=5)
     assert recs["강의명"].tolist() == ["Python 입문", "Python과 Spring Boot", "Spring Boot 마스터"]
     assert recs.score.tolist() == [3, 2, 1]

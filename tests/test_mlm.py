@@ -1,4 +1,5 @@
 """polarkit.tasks.mlm: JD text prep, windows, whole-word masking, sparse MLM loss, stages, saving."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +9,12 @@ from transformers import AutoModel, DataCollatorForLanguageModeling
 from polarkit import models
 from polarkit.tasks import mlm
 
-TEXTS = ["Python 백엔드 개발 경험이 있으신 분", "AWS 클라우드 환경에서 서비스 운영 경험",
-         "Java Spring Boot 기반 API 설계 및 개발", "데이터 파이프라인 구축 경험 우대"] * 4
+TEXTS = [
+    "Python 백엔드 개발 경험이 있으신 분",
+    "AWS 클라우드 환경에서 서비스 운영 경험",
+    "Java Spring Boot 기반 API 설계 및 개발",
+    "데이터 파이프라인 구축 경험 우대",
+] * 4
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,7 @@ def test_whole_word_collator_masks_every_piece_of_a_word(tok):
     assert masked.any() and set(batch) == {"input_ids", "attention_mask", "labels"}
     for i in range(len(ds)):
         words = np.array(ds[i]["word_ids"])
-        row = masked[i, :len(words)].numpy()
+        row = masked[i, : len(words)].numpy()
         for w in set(words[row]):
             assert row[words == w].all(), "a word was masked only in part"
     assert (batch["input_ids"][masked] == tok.mask_token_id).all()  # whole-word: always the mask token
@@ -124,8 +129,18 @@ def test_training_lowers_heldout_loss_and_saves_encoder(tok, tiny, tmp_path):
     held = mlm.fixed_batches(ds, mlm.collator(tok, whole_word=True, seed=0), batch_size=8)
     model = mlm.sparse_loss(tiny)
     start = mlm.masked_loss(model, held)
-    _, hist = mlm.train_stage(model, ds, mlm.collator(tok, whole_word=True), held, stage="full", steps=30, lr=3e-3,
-                              batch_size=8, evals=3, freeze_embeddings=False)  # Trainer's folder: temporary
+    _, hist = mlm.train_stage(
+        model,
+        ds,
+        mlm.collator(tok, whole_word=True),
+        held,
+        stage="full",
+        steps=30,
+        lr=3e-3,
+        batch_size=8,
+        evals=3,
+        freeze_embeddings=False,
+    )  # Trainer's folder: temporary
     end = mlm.masked_loss(model, held)
     assert end["loss"] < start["loss"] - 0.5 and end["tokens"] == start["tokens"]
     assert {"step", "train_loss", "eval_loss", "stage"} <= set(hist.columns) and hist.eval_loss.notna().sum() >= 3

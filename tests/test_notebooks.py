@@ -1,4 +1,5 @@
 """Every numbered notebook, found by glob, runs end to end at `smoke` size and leaves a full record."""
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Parameter checks: YAML 1.2 scalars, unknown names, wrong types, and every YAML under params/."""
+
 from pathlib import Path
 
 import pytest
@@ -7,9 +8,14 @@ from conftest import make_notebook
 from polarkit import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
-DECL = {"lr": P.Param("lr", "float", 3e-5, ""), "name": P.Param("name", "str", "x", ""),
-        "epochs": P.Param("epochs", "int", 1, ""), "tags": P.Param("tags", "list", [], ""),
-        "qa": P.Param("qa", "dict", {}, ""), "any": P.Param("any", "None", None, "")}
+DECL = {
+    "lr": P.Param("lr", "float", 3e-5, ""),
+    "name": P.Param("name", "str", "x", ""),
+    "epochs": P.Param("epochs", "int", 1, ""),
+    "tags": P.Param("tags", "list", [], ""),
+    "qa": P.Param("qa", "dict", {}, ""),
+    "any": P.Param("any", "None", None, ""),
+}
 
 
 def test_yaml_12_scalars(tmp_path):
@@ -61,7 +67,11 @@ def test_bad_yaml_files(tmp_path):
 def test_declared_reads_the_parameters_cell(tiny_notebook):
     d = P.declared(tiny_notebook)
     assert {k: (p.type, p.default) for k, p in d.items()} == {
-        "lr": ("float", 3e-5), "name": ("str", "x"), "fail": ("bool", False), "seed": ("int", 0)}
+        "lr": ("float", 3e-5),
+        "name": ("str", "x"),
+        "fail": ("bool", False),
+        "seed": ("int", 0),
+    }
     assert d["lr"].help == "learning rate"
 
 
@@ -81,14 +91,29 @@ def test_every_notebook_has_all_three_profiles():
 
 # --- YAML 1.2 as promised -----------------------------------------------------------------
 
+
 def test_yaml_12_integers_times_and_dates(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("batch_size: 010\nn_train: 0512\noctal: 0o10\nhexa: 0x1f\nmax_length: 1:04\n"
-                 "day: 2024-01-31\nneg: -07\nbinary: 0b11\n")
-    assert P.load_yaml(f) == {"batch_size": 10, "n_train": 512, "octal": 8, "hexa": 31, "max_length": "1:04",
-                              "day": "2024-01-31", "neg": -7, "binary": "0b11"}
+    f.write_text(
+        "batch_size: 010\nn_train: 0512\noctal: 0o10\nhexa: 0x1f\nmax_length: 1:04\n"
+        "day: 2024-01-31\nneg: -07\nbinary: 0b11\n"
+    )
+    assert P.load_yaml(f) == {
+        "batch_size": 10,
+        "n_train": 512,
+        "octal": 8,
+        "hexa": 31,
+        "max_length": "1:04",
+        "day": "2024-01-31",
+        "neg": -7,
+        "binary": "0b11",
+    }
     assert P.parse_overrides(["batch_size=010", "n_train=0512", "max_length=1:04", "day=2024-01-31"]) == {
-        "batch_size": 10, "n_train": 512, "max_length": "1:04", "day": "2024-01-31"}
+        "batch_size": 10,
+        "n_train": 512,
+        "max_length": "1:04",
+        "day": "2024-01-31",
+    }
 
 
 def test_sexagesimal_looking_value_is_refused_as_a_string():
@@ -135,18 +160,22 @@ def test_non_utf8_yaml_names_the_file(tmp_path):
 
 # --- valid-value rules declared in the parameters cell ------------------------------------
 
-@pytest.mark.parametrize("comment, good, bad", [
-    ("sentences per step [1, inf)", [1, 32, 10**9], [0, -1]),
-    ("dropout [0, 1)", [0, 0.0, 0.5], [1, 1.0, -0.1, float("nan")]),
-    ("lr (0, inf)", [1e-9, 3], [0, 0.0, -1e-3, float("nan")]),
-    ("share (0, 1]", [1, 0.5], [0, 1.5]),
-    ("max steps [-1, inf)", [-1, 0, 5], [-2]),
-    ("pooling {cls, mean}", ["cls", "mean"], ["max", "CLS", ""]),
-    ("patch side {2, 4, 7, 14}", [2, 14], [3, 28, "7", True]),
-    ("widths, 3 ints in [1, inf)", [[1, 2, 3]], [[16, 32], [16, 0, 3], [1, 2, 3, 4], [1.0, 2, 3], 3]),
-    ("numbers in (0, 1)", [[], [0.5, 0.25]], [[0.5, 1]]),
-    ("vectors, items in {pooler, cls, mean}", [["cls"], ["mean", "cls"]], [["max"]]),
-])
+
+@pytest.mark.parametrize(
+    "comment, good, bad",
+    [
+        ("sentences per step [1, inf)", [1, 32, 10**9], [0, -1]),
+        ("dropout [0, 1)", [0, 0.0, 0.5], [1, 1.0, -0.1, float("nan")]),
+        ("lr (0, inf)", [1e-9, 3], [0, 0.0, -1e-3, float("nan")]),
+        ("share (0, 1]", [1, 0.5], [0, 1.5]),
+        ("max steps [-1, inf)", [-1, 0, 5], [-2]),
+        ("pooling {cls, mean}", ["cls", "mean"], ["max", "CLS", ""]),
+        ("patch side {2, 4, 7, 14}", [2, 14], [3, 28, "7", True]),
+        ("widths, 3 ints in [1, inf)", [[1, 2, 3]], [[16, 32], [16, 0, 3], [1, 2, 3, 4], [1.0, 2, 3], 3]),
+        ("numbers in (0, 1)", [[], [0.5, 0.25]], [[0.5, 1]]),
+        ("vectors, items in {pooler, cls, mean}", [["cls"], ["mean", "cls"]], [["max"]]),
+    ],
+)
 def test_rules_in_comments(comment, good, bad):
     rule = P.parse_rule(comment)
     assert rule is not None and comment.endswith(rule.text)
@@ -154,19 +183,29 @@ def test_rules_in_comments(comment, good, bad):
     assert [v for v in bad if rule.problem(v) is None] == []
 
 
-@pytest.mark.parametrize("comment", ["learning rate", "tanh of [CLS]", "{mask} marks the blank",
-                                     "(0 for all 1,043; smoke uses a few)", "seeds (2, 4, 7) tried"])
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "learning rate",
+        "tanh of [CLS]",
+        "{mask} marks the blank",
+        "(0 for all 1,043; smoke uses a few)",
+        "seeds (2, 4, 7) tried",
+    ],
+)
 def test_comments_without_rules(comment):
     assert P.parse_rule(comment) is None
 
 
 def test_check_refuses_values_outside_the_declared_rule(tmp_path):
-    nb = make_notebook(tmp_path / "97_ranged.ipynb",
-                       "batch_size: int = 32  # nuisance: sentences per step [1, inf)\n"
-                       "epochs: float = 2.0  # scientific: passes (0, inf)\n"
-                       "channels: list = [32, 64, 128]  # scientific: widths, 3 ints in [1, inf)\n"
-                       'pooling: str = "mean"  # scientific: sentence vector {cls, mean}\n'
-                       "note: str = \"\"  # fixed: free text, no rule")
+    nb = make_notebook(
+        tmp_path / "97_ranged.ipynb",
+        "batch_size: int = 32  # nuisance: sentences per step [1, inf)\n"
+        "epochs: float = 2.0  # scientific: passes (0, inf)\n"
+        "channels: list = [32, 64, 128]  # scientific: widths, 3 ints in [1, inf)\n"
+        'pooling: str = "mean"  # scientific: sentence vector {cls, mean}\n'
+        'note: str = ""  # fixed: free text, no rule',
+    )
     decl = P.declared(nb)
     assert decl["batch_size"].rule.text == "[1, inf)" and decl["note"].rule is None
     with pytest.raises(P.ParamError) as e:
@@ -176,7 +215,10 @@ def test_check_refuses_values_outside_the_declared_rule(tmp_path):
     assert "channels: expected 3 ints in [1, inf), got 2 item(s): [16, 32]" in msg
     assert "pooling: 'max' is not in {cls, mean}" in msg and "note" not in msg
     assert P.check({"batch_size": 1, "epochs": 1, "channels": [1, 2, 3]}, decl) == {
-        "batch_size": 1, "epochs": 1.0, "channels": [1, 2, 3]}
+        "batch_size": 1,
+        "epochs": 1.0,
+        "channels": [1, 2, 3],
+    }
 
 
 def test_a_default_that_breaks_its_own_rule_is_a_notebook_error(tmp_path):
@@ -185,15 +227,18 @@ def test_a_default_that_breaks_its_own_rule_is_a_notebook_error(tmp_path):
         P.declared(nb)
 
 
-@pytest.mark.parametrize("nb, values, expected", [
-    ("01_mnist_cnn", {"batch_size": 0}, "batch_size: 0 is not in [1, inf)"),
-    ("01_mnist_cnn", {"epochs": -1}, "epochs: -1 is not in (0, inf)"),
-    ("01_mnist_cnn", {"channels": [16, 32]}, "channels: expected 3 ints in [1, inf)"),
-    ("02_mnist_vit", {"patch_size": 5}, "patch_size: 5 is not in {2, 4, 7, 14}"),
-    ("03_nlp_cola", {"batch_size": 0, "dropout": 1.0}, "dropout: 1.0 is not in [0, 1)"),
-    ("06_sts", {"family": "siamese"}, "family: 'siamese' is not in {bi, cross}"),
-    ("07_review_classifier", {"epochs": -1.0, "task": "sentimnt"}, "task: 'sentimnt' is not in"),
-])
+@pytest.mark.parametrize(
+    "nb, values, expected",
+    [
+        ("01_mnist_cnn", {"batch_size": 0}, "batch_size: 0 is not in [1, inf)"),
+        ("01_mnist_cnn", {"epochs": -1}, "epochs: -1 is not in (0, inf)"),
+        ("01_mnist_cnn", {"channels": [16, 32]}, "channels: expected 3 ints in [1, inf)"),
+        ("02_mnist_vit", {"patch_size": 5}, "patch_size: 5 is not in {2, 4, 7, 14}"),
+        ("03_nlp_cola", {"batch_size": 0, "dropout": 1.0}, "dropout: 1.0 is not in [0, 1)"),
+        ("06_sts", {"family": "siamese"}, "family: 'siamese' is not in {bi, cross}"),
+        ("07_review_classifier", {"epochs": -1.0, "task": "sentimnt"}, "task: 'sentimnt' is not in"),
+    ],
+)
 def test_the_real_notebooks_refuse_out_of_range_values(nb, values, expected):
     with pytest.raises(P.ParamError) as e:
         P.check(values, P.declared(ROOT / "notebooks" / f"{nb}.ipynb"), nb)

@@ -1,5 +1,6 @@
 """polarkit.predictors + polarkit.tasks.predict + `polarkit predict`: one predictor shape for every task,
 model cards, specs, and clear errors for bad input files (no MLflow store needed)."""
+
 import argparse
 import json
 
@@ -68,8 +69,9 @@ def test_model_cards_refuse_loaders_outside_polarkit(tmp_path, tiny_classifier):
 def test_multilabel_predictor_uses_per_label_thresholds(tiny_parts, tmp_path):
     tok, encoder = tiny_parts
     clf = classifier.EncoderClassifier(encoder(1), 3, problem_type="multi_label_classification")
-    d = predict.save_classifier_model(tmp_path / "kw", clf, tok, ["a", "b", "c"], "keywords", max_length=32,
-                                      thresholds=[0.0, 1.0, 0.5])
+    d = predict.save_classifier_model(
+        tmp_path / "kw", clf, tok, ["a", "b", "c"], "keywords", max_length=32, thresholds=[0.0, 1.0, 0.5]
+    )
     out = predictors.load(d).predict(TEXTS)
     probs = classifier.Predictor.load(d).scores(TEXTS)
     for row, p in zip(out, probs):
@@ -94,11 +96,20 @@ def test_sts_predictor_scores_pairs(tiny_parts, tmp_path):
 
 def test_keyword_sentiment_and_encoder_predictors(tiny_parts, tmp_path):
     from polarkit import embed
+
     tok, encoder = tiny_parts
     kw = classifier.EncoderClassifier(encoder(3), 2, problem_type="multi_label_classification")
     pol = classifier.EncoderClassifier(encoder(4), 3)
-    d = predict.save_keyword_sentiment(tmp_path / "ks", kw, pol, tok, ["price", "taste"],
-                                       ["positive", "negative", "neutral"], thresholds=[0.0, 1.01], max_length=32)
+    d = predict.save_keyword_sentiment(
+        tmp_path / "ks",
+        kw,
+        pol,
+        tok,
+        ["price", "taste"],
+        ["positive", "negative", "neutral"],
+        thresholds=[0.0, 1.01],
+        max_length=32,
+    )
     out = predictors.load(d).predict(TEXTS)
     assert all([k for k, _ in r["pairs"]] == ["price"] for r in out)  # price always passes, taste never
     assert all(pol_ in ("positive", "negative", "neutral") for r in out for _, pol_ in r["pairs"])
@@ -127,23 +138,27 @@ def test_cli_predict_texts_pairs_and_files(tiny_classifier, tmp_path, capsys):
     assert _cli("predict", d, "--input", src, "--output", tmp_path / "out.csv") == 0
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["id", "text", "label", "confidence", "p_unacceptable", "p_acceptable"]
-    np.testing.assert_allclose(out.p_acceptable, [r["probs"]["acceptable"] for r in predictors.load(d).predict(TEXTS)],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out.p_acceptable, [r["probs"]["acceptable"] for r in predictors.load(d).predict(TEXTS)], atol=1e-6
+    )
     src_jsonl = tmp_path / "in.jsonl"
     src_jsonl.write_text("".join(json.dumps({"sentence": t}) + "\n" for t in TEXTS))
     assert _cli("predict", d, "--input", src_jsonl, "--column", "sentence", "--output", tmp_path / "o.jsonl") == 0
     assert [json.loads(x)["sentence"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == TEXTS
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("empty.csv", b"", "is empty"),
-    ("header.csv", b"text\n", r"has no rows \(only a header\)"),
-    ("latin1.csv", "text\ncaf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-    ("nocol.csv", b"sentence,id\nhello,1\n", r"has no column 'text' \(columns: \['sentence', 'id'\]\)"),
-    ("bad.jsonl", b'{"text": "ok"}\n{"text": \n', "line 2: not JSON"),
-    ("list.jsonl", b'["a", "b"]\n', "record 1 is not a JSON object"),
-    ("data.xlsx", b"PK", "unknown format"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"text\n", r"has no rows \(only a header\)"),
+        ("latin1.csv", "text\ncaf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
+        ("nocol.csv", b"sentence,id\nhello,1\n", r"has no column 'text' \(columns: \['sentence', 'id'\]\)"),
+        ("bad.jsonl", b'{"text": "ok"}\n{"text": \n', "line 2: not JSON"),
+        ("list.jsonl", b'["a", "b"]\n', "record 1 is not a JSON object"),
+        ("data.xlsx", b"PK", "unknown format"),
+    ],
+)
 def test_cli_predict_file_errors_are_clear(tiny_classifier, tmp_path, name, content, message):
     d = tiny_classifier(tmp_path / "m")
     (tmp_path / name).write_bytes(content)

@@ -1,5 +1,6 @@
 """polarkit.registry: register above a threshold, candidate/champion aliases, promotion rules and refusals,
 loading by alias in another process through polarkit and through MLflow's pyfunc, and a real tracking server."""
+
 import json
 import os
 import subprocess
@@ -7,8 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from mlflow_store import (make_run, mlflow_template, start_server, stop_server, store,  # noqa: F401  (fixtures)
-                          tiny_classifier, tiny_parts, tracking_on)
+from mlflow_store import (
+    make_run,
+    start_server,
+    stop_server,
+    store,  # noqa: F401  (fixtures)
+)
 
 from polarkit import predictors, registry, runs, tracking
 
@@ -28,6 +33,7 @@ def _tracking_on(tracking_on):
 
 def _client(uri):
     import mlflow
+
     return mlflow.MlflowClient(uri)
 
 
@@ -42,8 +48,11 @@ def test_registers_only_above_the_threshold_as_candidate(store, outputs, tiny_cl
     c = _client(store)
     mv = c.get_model_version_by_alias("cola", "candidate")
     assert str(mv.version) == "1" and mv.tags["polarkit.run_id"] == run_dir.name
-    assert (mv.tags["polarkit.metric"], float(mv.tags["polarkit.value"]), mv.tags["polarkit.greater_is_better"]) == \
-        ("val_mcc", 0.3, "true")
+    assert (mv.tags["polarkit.metric"], float(mv.tags["polarkit.value"]), mv.tags["polarkit.greater_is_better"]) == (
+        "val_mcc",
+        0.3,
+        "true",
+    )
     assert mv.run_id == runs.read_json(run_dir / "status.json")["mlflow_run_id"]  # logged to the run's own MLflow run
     assert c.get_run(mv.run_id).info.status == "FINISHED"
     card = predictors.read_card(model_dir)
@@ -95,8 +104,9 @@ def test_register_refusals(store, outputs, tiny_classifier):
     empty.mkdir()
     with pytest.raises(ValueError, match="no saved model here"):
         registry.register(run_dir, "cola", empty, "val_mcc", 0.2)
-    failed, failed_model = _registered_run(outputs, tiny_classifier, 0.9, state="failed", error="ValueError",
-                                           message="boom")
+    failed, failed_model = _registered_run(
+        outputs, tiny_classifier, 0.9, state="failed", error="ValueError", message="boom"
+    )
     with pytest.raises(ValueError, match=r"failed \(ValueError: boom\): only a succeeded run"):
         registry.register(failed, "cola", failed_model, "val_mcc", 0.2)
     other = make_run(outputs, state="running", kernel_pid=os.getpid())  # someone else's live run
@@ -124,8 +134,16 @@ def test_promote_moves_champion_only_to_a_better_model(store, outputs, tiny_clas
     assert registry.promote("cola", version=1, force=True)["version"] == 1
     table = registry.list_models().set_index("version")
     assert table.loc[1, "aliases"] == "champion" and table.loc[3, "aliases"] == "candidate"
-    assert list(table.columns) == ["task", "aliases", "metric", "value", "run_id", "run_dir", "created",
-                                   "mlflow_run_id"]
+    assert list(table.columns) == [
+        "task",
+        "aliases",
+        "metric",
+        "value",
+        "run_id",
+        "run_dir",
+        "created",
+        "mlflow_run_id",
+    ]
     assert table.loc[3, "run_id"] == better.name and table.loc[3, "value"] == 0.5
 
 
@@ -159,15 +177,22 @@ def test_load_by_alias_from_another_process_and_through_mlflow_pyfunc(store, out
         "texts = json.loads(sys.argv[1])\n"
         "ours = P.load('cola@champion').predict(texts)\n"
         "df = mlflow.pyfunc.load_model('models:/cola@champion').predict(texts)\n"
-        "print(json.dumps({'ours': ours, 'pyfunc': df.to_dict(orient='records')}))\n")
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(TEXTS)], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": store})
+        "print(json.dumps({'ours': ours, 'pyfunc': df.to_dict(orient='records')}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(TEXTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     for name in ("ours", "pyfunc"):
         assert [r["label"] for r in got[name]] == [r["label"] for r in expected]
-        np.testing.assert_allclose([r["probs"]["acceptable"] for r in got[name]],
-                                   [r["probs"]["acceptable"] for r in expected], atol=1e-5)
+        np.testing.assert_allclose(
+            [r["probs"]["acceptable"] for r in got[name]], [r["probs"]["acceptable"] for r in expected], atol=1e-5
+        )
     assert set(expected[0]) == {"label", "confidence", "probs"}
 
 
@@ -195,6 +220,7 @@ def server(tmp_path, request):
     """A real `mlflow server` on 127.0.0.1 over the PostgreSQL test cluster when PostgreSQL is installed
     (tests/pg.py), else over SQLite; stopped at teardown."""
     import pg
+
     backend = f"sqlite:///{tmp_path / 'server.db'}"
     if pg.server_bin() is not None:
         backend = request.getfixturevalue("postgres_url")
@@ -208,7 +234,8 @@ from pg import postgres_url  # noqa: E402,F401  (fixture, used by `server` when 
 
 
 def test_real_tracking_server_two_runs_one_registered_promoted_and_loaded_elsewhere(
-        server, outputs, tiny_classifier, monkeypatch, tmp_path):
+    server, outputs, tiny_classifier, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     monkeypatch.setenv("POLARKIT_MODELS", str(tmp_path / "cache"))
     low, low_model = _registered_run(outputs, tiny_classifier, 0.1, sweep="s", trial=0)
@@ -222,12 +249,19 @@ def test_real_tracking_server_two_runs_one_registered_promoted_and_loaded_elsewh
     assert {r.info.run_id for r in c.search_runs([c.get_experiment_by_name("03_nlp_cola").experiment_id])} == set(ids)
     assert c.get_run(ids[1]).data.tags["polarkit.trial"] == "1"
     expected = predictors.load(high_model).predict(TEXTS)
-    script = ("import json, sys, polarkit.predictors as P\n"
-              "print(json.dumps(P.load('cola@champion').predict(json.loads(sys.argv[1]))))\n")
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(TEXTS)], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": server,
-                                           "POLARKIT_MODELS": str(tmp_path / "cache-elsewhere")})
+    script = (
+        "import json, sys, polarkit.predictors as P\n"
+        "print(json.dumps(P.load('cola@champion').predict(json.loads(sys.argv[1]))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(TEXTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": server, "POLARKIT_MODELS": str(tmp_path / "cache-elsewhere")},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose([r["probs"]["acceptable"] for r in got], [r["probs"]["acceptable"] for r in expected],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [r["probs"]["acceptable"] for r in got], [r["probs"]["acceptable"] for r in expected], atol=1e-5
+    )

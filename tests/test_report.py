@@ -1,4 +1,5 @@
 """polarkit.report: the closing table of `polarkit run`, and compare/index surviving malformed run files."""
+
 import json
 import re
 from pathlib import Path
@@ -9,13 +10,13 @@ import yaml
 from polarkit import cli, report, runs
 
 
-def make_run(outputs: Path, notebook: str, metrics: dict | None = None, params: dict | None = None,
-             **status) -> Path:
+def make_run(outputs: Path, notebook: str, metrics: dict | None = None, params: dict | None = None, **status) -> Path:
     """A run folder as the executor leaves it: params.yaml, status.json, metrics.json (via Run.log_metrics)."""
     d = runs.new_run_dir(notebook, outputs)
     (d / "params.yaml").write_text(yaml.safe_dump(params or {"seed": 0}), encoding="utf-8")
-    runs.write_json(d / "status.json", {"state": "succeeded", "start": runs.now(), "profile": "quick",
-                                        "duration_s": 12.0, **status})
+    runs.write_json(
+        d / "status.json", {"state": "succeeded", "start": runs.now(), "profile": "quick", "duration_s": 12.0, **status}
+    )
     if metrics is not None:
         runs.Run(d).log_metrics(metrics)
     return d
@@ -23,20 +24,44 @@ def make_run(outputs: Path, notebook: str, metrics: dict | None = None, params: 
 
 # ---- closing table ------------------------------------------------------------------------
 
+
 def test_closing_table_gives_each_notebook_its_headline(outputs):
     dirs = [
-        make_run(outputs, "03_nlp_cola", {"val_accuracy": 0.7, "val_mcc": 0.2283, "train_seconds": 200.0},
-                 duration_s=208.4),
-        make_run(outputs, "04_bert_embedding", {"train_windows": 900, "heldout_initial_loss": 13.04,
-                                                "heldout_adapted_loss": 8.031, "heldout_control_loss": 7.99,
-                                                "testsheet_base_mean_auc": 0.778}),
-        make_run(outputs, "05_cosine_jd", {"testsheet_auc": 0.778, "testsheet_best_accuracy": 0.7,
-                                           "testsheet_seed_gap": 0.403, "rec_pool_size": 800}),
-        make_run(outputs, "06_sts", {"zeroshot_pearson": 0.776, "dev_pearson": 0.827, "dev_spearman": 0.8,
-                                     "dev_f1": 0.742, "val_loss": 0.03}),
-        make_run(outputs, "07_review_classifier", {"val_micro_f1": 0.5, "valid_micro_f1": 0.564,
-                                                   "valid_tuned_micro_f1": 0.614, "valid_tfidf_tuned_micro_f1": 0.625},
-                 params={"task": "keywords", "seed": 0}),
+        make_run(
+            outputs, "03_nlp_cola", {"val_accuracy": 0.7, "val_mcc": 0.2283, "train_seconds": 200.0}, duration_s=208.4
+        ),
+        make_run(
+            outputs,
+            "04_bert_embedding",
+            {
+                "train_windows": 900,
+                "heldout_initial_loss": 13.04,
+                "heldout_adapted_loss": 8.031,
+                "heldout_control_loss": 7.99,
+                "testsheet_base_mean_auc": 0.778,
+            },
+        ),
+        make_run(
+            outputs,
+            "05_cosine_jd",
+            {"testsheet_auc": 0.778, "testsheet_best_accuracy": 0.7, "testsheet_seed_gap": 0.403, "rec_pool_size": 800},
+        ),
+        make_run(
+            outputs,
+            "06_sts",
+            {"zeroshot_pearson": 0.776, "dev_pearson": 0.827, "dev_spearman": 0.8, "dev_f1": 0.742, "val_loss": 0.03},
+        ),
+        make_run(
+            outputs,
+            "07_review_classifier",
+            {
+                "val_micro_f1": 0.5,
+                "valid_micro_f1": 0.564,
+                "valid_tuned_micro_f1": 0.614,
+                "valid_tfidf_tuned_micro_f1": 0.625,
+            },
+            params={"task": "keywords", "seed": 0},
+        ),
         make_run(outputs, "08_compare_runs", {"runs_total": 9}),
         make_run(outputs, "98_tiny", {"train_seconds": 3.0, "val_lr": 0.5, "test_lr": 0.1}),  # no declared headline
     ]
@@ -49,7 +74,7 @@ def test_closing_table_gives_each_notebook_its_headline(outputs):
         "05_cosine_jd": "testsheet_auc=0.778, testsheet_seed_gap=0.403",
         "06_sts": "dev_pearson=0.827, dev_f1=0.742, zeroshot_pearson=0.776",
         "07_review_classifier": "keywords: valid_micro_f1=0.564, valid_tuned_micro_f1=0.614, "
-                                "valid_tfidf_tuned_micro_f1=0.625",
+        "valid_tfidf_tuned_micro_f1=0.625",
         "08_compare_runs": "",
         "98_tiny": "test_lr=0.1",  # fallback: the held-out split first
     }
@@ -58,13 +83,22 @@ def test_closing_table_gives_each_notebook_its_headline(outputs):
 
 
 def test_closing_table_07_follows_the_task_parameter(outputs):
-    sentiment = make_run(outputs, "07_review_classifier", {"test_accuracy": 0.785, "test_tfidf_accuracy": 0.7851,
-                                                           "val_accuracy": 0.79}, params={"task": "sentiment"})
-    pairs = make_run(outputs, "07_review_classifier", {"dev_accuracy": 0.6, "dev_pair_f1": 0.458,
-                                                       "dev_tfidf_pair_f1": 0.4581}, params={"task": "keyword_sentiment"})
+    sentiment = make_run(
+        outputs,
+        "07_review_classifier",
+        {"test_accuracy": 0.785, "test_tfidf_accuracy": 0.7851, "val_accuracy": 0.79},
+        params={"task": "sentiment"},
+    )
+    pairs = make_run(
+        outputs,
+        "07_review_classifier",
+        {"dev_accuracy": 0.6, "dev_pair_f1": 0.458, "dev_tfidf_pair_f1": 0.4581},
+        params={"task": "keyword_sentiment"},
+    )
     assert list(report.closing_table([sentiment, pairs])["headline"]) == [
         "sentiment: test_accuracy=0.785, test_tfidf_accuracy=0.7851",
-        "keyword_sentiment: dev_pair_f1=0.458, dev_tfidf_pair_f1=0.4581"]
+        "keyword_sentiment: dev_pair_f1=0.458, dev_tfidf_pair_f1=0.4581",
+    ]
 
 
 def test_closing_table_lists_only_the_given_runs_and_shows_failures(outputs):
@@ -80,6 +114,7 @@ def test_closing_table_lists_only_the_given_runs_and_shows_failures(outputs):
 
 
 # ---- malformed files, unknown metrics, the index -----------------------------------------
+
 
 @pytest.fixture
 def mixed(outputs):
@@ -159,4 +194,8 @@ def test_leaderboard_sorts_by_the_metric_direction(outputs):
         make_run(outputs, "98_tiny", {"val_loss": loss, "val_accuracy": acc})
     assert list(report.leaderboard(outputs, "98_tiny", metric="val_loss")["val_loss"]) == [0.1, 0.2, 0.3]
     assert list(report.leaderboard(outputs, "98_tiny", metric="val_accuracy")["val_accuracy"]) == [0.9, 0.8, 0.7]
-    assert list(report.leaderboard(outputs, "98_tiny", metric="val_loss", ascending=False)["val_loss"]) == [0.3, 0.2, 0.1]
+    assert list(report.leaderboard(outputs, "98_tiny", metric="val_loss", ascending=False)["val_loss"]) == [
+        0.3,
+        0.2,
+        0.1,
+    ]

@@ -1,19 +1,23 @@
 """A run's notebook.html opens offline in headless Chromium with its images embedded; index.html links runs."""
+
 import base64
 
 import pytest
-
 from browser import dump_dom, find_chromium, screenshot
 from conftest import make_notebook
+
 from polarkit import executor
 
-PNG_CELL = ('from polarkit.viz import plots\n'
-            'fig, ax = plots.figure()\nax.plot([1, 2, 3])\nax.set_title("손실 곡선")\nplots.save(fig, "loss")')
+PNG_CELL = (
+    "from polarkit.viz import plots\n"
+    'fig, ax = plots.figure()\nax.plot([1, 2, 3])\nax.set_title("손실 곡선")\nplots.save(fig, "loss")'
+)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     import os
+
     tmp = tmp_path_factory.mktemp("report")
     os.environ["POLARKIT_OUTPUTS"] = str(tmp / "outputs")
     try:

@@ -1,4 +1,5 @@
 """Review classifier (notebook 07): task data, bad input, baseline, highlights, active learning, pipeline."""
+
 import json
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from polarkit.tasks import reviews as R
 from polarkit.data import data_root
+from polarkit.tasks import reviews as R
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(data_root() is None, reason="needs the shared data folder")
@@ -22,6 +23,7 @@ def _stage(kind="single", labels=("neg", "pos"), texts=None, y=None, keyword=Non
 
 
 # ---- task names and bad input -------------------------------------------------------------
+
 
 def test_unknown_task_and_dataset_are_clear_errors():
     with pytest.raises(ValueError, match="unknown task 'sentimnet'; did you mean 'sentiment'"):
@@ -66,11 +68,12 @@ def test_keyword_sentiment_stages_line_up_with_the_gold_pairs():
     assert d.reviews.text.tolist() == kw.test.text.tolist()
     # every gold pair of a held-out review is a polarity-stage row, and its keyword is on in the multi-hot
     assert sum(len(p) for p in d.reviews.pairs) == len(pol.test)
-    for text, pairs, y in zip(d.reviews.text, d.reviews.pairs, kw.y("test")):
+    for _text, pairs, y in zip(d.reviews.text, d.reviews.pairs, kw.y("test")):
         assert {k for k, _ in pairs} == {kw.labels[j] for j in np.flatnonzero(y)}
 
 
 # ---- baseline -----------------------------------------------------------------------------
+
 
 @pytest.mark.filterwarnings("ignore:Label not 2 is present:UserWarning")  # class c is never seen, on purpose
 def test_tfidf_baseline_single_multi_and_missing_class():
@@ -87,6 +90,7 @@ def test_tfidf_baseline_single_multi_and_missing_class():
 
 
 # ---- highlights ---------------------------------------------------------------------------
+
 
 class _Spy:
     """A fake model: p(pos) is high when the review contains '최고'; counts its calls."""
@@ -120,6 +124,7 @@ def test_highlight_views_render_every_word():
 
 # ---- active learning ----------------------------------------------------------------------
 
+
 def test_uncertainty_formulas():
     p = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.5, 0.25, 0.25]])
     assert np.allclose(R.uncertainty(p), [1.0, 0.0, 0.75])  # (1 - max p) * 3/2
@@ -130,8 +135,10 @@ def test_uncertainty_formulas():
 @pytest.fixture(scope="module")
 def tok():
     from polarkit import models
-    return models.load_tokenizer("scratch:tiny", texts=["좋은 영화 최고", "나쁜 영화 최악", "배우 연기 좋다"] * 20,
-                                 vocab_size=200)
+
+    return models.load_tokenizer(
+        "scratch:tiny", texts=["좋은 영화 최고", "나쁜 영화 최악", "배우 연기 좋다"] * 20, vocab_size=200
+    )
 
 
 def test_rare_tokens_and_picks(tok):
@@ -147,11 +154,15 @@ def test_rare_tokens_and_picks(tok):
     assert picks.text.tolist() == ["나쁜 영화", "ฟหกด"] and picks.gold.tolist() == ["neg", "pos"]
     assert picks.uncertainty.iloc[0] == pytest.approx(0.9)
     rates = R.pick_error_rates(picks, np.array([0, 1, 0, 0]))
-    assert rates == {"pool_error_rate": 0.25, "pool_rare_tokens_picks_error_rate": 0.0,
-                     "pool_uncertain_picks_error_rate": 1.0}
+    assert rates == {
+        "pool_error_rate": 0.25,
+        "pool_rare_tokens_picks_error_rate": 0.0,
+        "pool_uncertain_picks_error_rate": 1.0,
+    }
 
 
 # ---- scores, predictor, pipeline ----------------------------------------------------------
+
 
 def test_compare_tunes_thresholds_on_val_and_flattens_keys():
     y = [np.array(v) for v in ([1, 0], [0, 1], [1, 1], [0, 0])]
@@ -192,34 +203,48 @@ def test_pipeline_pairs_and_scores():
 
 # ---- the model path on a tiny random encoder ----------------------------------------------
 
+
 def test_encode_counts_truncation_and_build_gives_one_output_per_class(tok):
     st = _stage("pair", R.POLARITIES, y=[0, 1, 0, 2], keyword=["맛", "양", "맛", "가격"])
     enc, cut = R.stage_datasets(st, tok, max_length=6, splits=("train",))
-    assert cut.truncated.iloc[0] == sum(len(tok(t, k)["input_ids"]) > 6 for t, k in zip(st.train.text, st.train.keyword))
+    assert cut.truncated.iloc[0] == sum(
+        len(tok(t, k)["input_ids"]) > 6 for t, k in zip(st.train.text, st.train.keyword)
+    )
     clf = R.build("scratch:tiny", st, tok)
     from polarkit.tasks import classifier
+
     p = classifier.Predictor(clf, tok, st.labels, 16).scores(["좋은 영화"], ["맛"])
     assert p.shape == (1, 3) and p.sum() == pytest.approx(1, abs=1e-5)
 
 
 def test_best_metric_names_each_stages_f1_and_refuses_others():
     from polarkit.tasks.reviews import training
+
     multi, single = _stage("multi", ("a", "b"), y=[np.array([1, 0])] * 4), _stage()
-    assert [training.stage_metric(s, m) for s in (multi, single) for m in ("loss", "f1")] == ["loss", "micro_f1", "loss", "f1"]
+    assert [training.stage_metric(s, m) for s in (multi, single) for m in ("loss", "f1")] == [
+        "loss",
+        "micro_f1",
+        "loss",
+        "f1",
+    ]
     with pytest.raises(ValueError, match="best_metric must be one of"):
         training.stage_metric(single, "mcc")
 
 
 # ---- the notebook at smoke size, every task -----------------------------------------------
 
+
 @pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("profile", ["smoke-keywords", "smoke-keyword_sentiment"])
 def test_notebook_runs_each_task_at_smoke_size(profile, tmp_path, monkeypatch):
     from polarkit import executor, params
+
     monkeypatch.setenv("POLARKIT_OUTPUTS", str(tmp_path))
     nb = ROOT / "notebooks" / "07_review_classifier.ipynb"
-    run_dir = executor.execute(nb, params.check_file(ROOT / "params" / profile / f"{nb.stem}.yaml", nb), profile=profile)
+    run_dir = executor.execute(
+        nb, params.check_file(ROOT / "params" / profile / f"{nb.stem}.yaml", nb), profile=profile
+    )
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "succeeded", status
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -243,8 +268,11 @@ def test_balanced_class_weights_match_sklearn_and_weight_the_loss(tok):
     from sklearn.utils.class_weight import compute_class_weight
 
     from polarkit.tasks import classifier
+
     y = np.array([0, 0, 0, 0, 0, 1, 2, 2])
-    np.testing.assert_allclose(classifier.balanced_weights(y, 3), compute_class_weight("balanced", classes=np.arange(3), y=y))
+    np.testing.assert_allclose(
+        classifier.balanced_weights(y, 3), compute_class_weight("balanced", classes=np.arange(3), y=y)
+    )
     st = _stage("pair", R.POLARITIES, y=[0, 0, 0, 1], keyword=["맛", "양", "맛", "가격"])
     clf = R.build("scratch:tiny", st, tok, class_weight="balanced")
     w = classifier.balanced_weights([0, 0, 0, 1], 3)  # the absent class counts once

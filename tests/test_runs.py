@@ -1,4 +1,5 @@
 """Run folders through the executor (CLI path) and through plain papermill; failures keep a record."""
+
 import json
 import subprocess
 import sys
@@ -33,7 +34,9 @@ def test_executor_success_writes_the_whole_record(outputs, tiny_notebook, capfd)
         assert "without encryption" not in capfd.readouterr().err
     st = _status(d)
     assert st["state"] == "succeeded" and st["profile"] == "smoke" and st["duration_s"] >= 0
-    assert {"notebook.ipynb", "notebook.html", "params.yaml", "env.json", "metrics.json"} <= {p.name for p in d.iterdir()}
+    assert {"notebook.ipynb", "notebook.html", "params.yaml", "env.json", "metrics.json"} <= {
+        p.name for p in d.iterdir()
+    }
     assert yaml.safe_load((d / "params.yaml").read_text()) == {"lr": 1e-3, "name": "no", "fail": False, "seed": 0}
     assert json.loads((d / "metrics.json").read_text()) == {"test_lr": 1e-3, "test_len": 2.0}
     env = json.loads((d / "env.json").read_text())
@@ -54,8 +57,12 @@ def test_plain_papermill_run_gets_a_folder_via_the_watcher(outputs, tiny_noteboo
     yml.write_text("lr: 1e-3\nname: 'ok'\n")  # papermill reads 1e-3 as a string; the kernel repairs it
     out = tmp_path / "out.ipynb"
     papermill = Path(sys.executable).parent / "papermill"
-    subprocess.run([str(papermill), str(tiny_notebook), str(out), "-f", str(yml), "-k", "python3"],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [str(papermill), str(tiny_notebook), str(out), "-f", str(yml), "-k", "python3"],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     (d,) = list((outputs / "98_tiny").iterdir())
     _wait_for(lambda: (d / "notebook.html").exists() and _status(d).get("end"))  # the watcher finishes after papermill
     assert _status(d)["state"] == "succeeded" and (d / "notebook.ipynb").exists()

@@ -1,4 +1,5 @@
 """Scoring functions against direct sklearn/scipy references on tiny inputs."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -89,8 +90,16 @@ def test_pair_f1_counts_pairs_per_review():
 
 
 def test_every_metric_name_carries_its_direction():
-    lower = ["loss", "eval_loss", "val_loss", "heldout_adapted_perplexity", "testsheet_seed_gap", "pool_error_rate",
-             "train_seconds", "val_mse"]
+    lower = [
+        "loss",
+        "eval_loss",
+        "val_loss",
+        "heldout_adapted_perplexity",
+        "testsheet_seed_gap",
+        "pool_error_rate",
+        "train_seconds",
+        "val_mse",
+    ]
     higher = ["accuracy", "eval_mcc", "val_micro_f1", "dev_pearson", "testsheet_auc", "dev_pair_f1", "test_lr"]
     assert not any(score.greater_is_better(m) for m in lower)
     assert all(score.greater_is_better(m) for m in higher)

@@ -8,6 +8,7 @@ requests); every bad request gets a 4xx that says what was expected; a predictor
 is a 500 for that request only; /promote + /reload (and SIGHUP) swap in the new champion while requests
 keep flowing; --read-only; no champion -> a clear start-up error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,13 @@ from serve_helpers import env, serve_models, start_server, stop_server  # noqa: 
 
 from polarkit import data, predictors, registry  # noqa: E402
 
-REVIEWS = ["배송이 빠르고 품질도 좋아요 또 살게요", "최악이에요 돈 아까움", "그냥 그래요", "정말 재밌게 봤어요 감동",
-           "지루하고 별로였다 시간 낭비"]
+REVIEWS = [
+    "배송이 빠르고 품질도 좋아요 또 살게요",
+    "최악이에요 돈 아까움",
+    "그냥 그래요",
+    "정말 재밌게 봤어요 감동",
+    "지루하고 별로였다 시간 낭비",
+]
 PAIRS = [["오늘 날씨가 정말 좋네요", "날씨가 맑아서 기분이 좋아요"], ["숙소 위치가 좋아요", "비행기 표를 샀다"]]
 JSON = {"Content-Type": "application/json"}
 
@@ -40,8 +46,9 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def server(env):
     # no specs: every champion; two model threads, so concurrent batches (and /explain beside them) are exercised
-    proc, url = start_server(["--log-level", "warning", "--workers", "2", "--micro-batch", "8"], env["root"],
-                             env["vars"])
+    proc, url = start_server(
+        ["--log-level", "warning", "--workers", "2", "--micro-batch", "8"], env["root"], env["vars"]
+    )
     proc.url = url
     yield proc
     status = stop_server(proc)  # SIGTERM: uvicorn shuts down gracefully, then re-raises the signal
@@ -107,6 +114,7 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_answer(server):
     async def burst():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as c:
             return await asyncio.gather(*(c.post("/predict/sentiment", json={"inputs": [t]}) for t in texts))
+
     responses = asyncio.run(burst())
     assert [r.status_code for r in responses] == [200] * len(texts)
     got = [r.json() for r in responses]
@@ -122,8 +130,13 @@ def test_explain_beside_concurrent_predictions(server):
 
     async def both():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as c:
-            return await asyncio.gather(*(c.post(f"/{'predict' if i % 6 else 'explain'}/sentiment",
-                                                 json={"inputs": [t]}) for i, t in enumerate(texts)))
+            return await asyncio.gather(
+                *(
+                    c.post(f"/{'predict' if i % 6 else 'explain'}/sentiment", json={"inputs": [t]})
+                    for i, t in enumerate(texts)
+                )
+            )
+
     responses = asyncio.run(both())
     assert [r.status_code for r in responses] == [200] * len(texts), [r.text for r in responses if r.status_code != 200]
     for i, r in enumerate(responses):
@@ -157,8 +170,13 @@ BAD = [  # (path, headers, body bytes, status, message)
     ("/predict/sts", JSON, b'{"inputs": ["a"]}', 422, r"sentence pairs; expected \[\"sentence 1\", \"sentence 2\"\]"),
     ("/predict/sts", JSON, b'{"inputs": [["a", "b", "c"]]}', 422, r"inputs\[0\]: this task scores sentence pairs"),
     ("/predict/sts", JSON, b'{"inputs": [["a", ""]]}', 422, r"inputs\[0\]\[1\] is empty"),
-    ("/predict/sentiment", JSON, json.dumps({"inputs": ["가" * 2001]}).encode(), 422,
-     r"inputs\[0\] has 2,001 characters; the limit is 2,000 per text"),
+    (
+        "/predict/sentiment",
+        JSON,
+        json.dumps({"inputs": ["가" * 2001]}).encode(),
+        422,
+        r"inputs\[0\] has 2,001 characters; the limit is 2,000 per text",
+    ),
     ("/predict/sentiment", JSON, json.dumps(TOO_MANY).encode(), 422, r"33 inputs in one request: at most 32"),
     ("/predict/sentiment", JSON, b'{"inputs": ["\\ud800"]}', 422, r"unpaired surrogate \(\\ud800"),
     ("/predict/sentiment", JSON, b'{"inputs": ["' + b"a" * 3_000_000 + b'"]}', 413, r"the limit is [\d,]+"),
@@ -176,6 +194,7 @@ def test_bad_requests_get_a_4xx_that_says_what_was_expected(client, path, header
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     import re
+
     assert re.search(message, r.json()["detail"]), r.json()["detail"]
 
 
@@ -197,6 +216,7 @@ def test_a_predictor_failing_on_one_input_is_a_500_for_that_request_only(server)
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as c:
             bodies = [["짧은 문장"]] * 6 + [[long_text]] + [["또 짧은 문장"]] * 6
             return await asyncio.gather(*(c.post("/predict/cola", json={"inputs": b}) for b in bodies))
+
     responses = asyncio.run(mixed())
     codes = [r.status_code for r in responses]
     assert codes == [200] * 6 + [500] + [200] * 6, codes
@@ -226,6 +246,7 @@ def test_page_and_its_assets_are_served_without_a_cdn(client):
     font = client.get("/fonts/hangul.woff")
     assert font.status_code == 200 and font.headers["content-type"] == "font/woff" and font.content[:4] == b"wOFF"
     from fontTools.ttLib import TTFont  # Chromium's font sanitizer refuses NanumGothic's empty VTT tables
+
     assert not [t for t in TTFont(io.BytesIO(font.content)).keys() if t.startswith("TSI")]
 
 
@@ -241,10 +262,12 @@ def test_promote_then_reload_serves_the_new_champion_without_dropping_requests(s
     async def traffic_during_reload():
         seen, stop = [], asyncio.Event()
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as c:
+
             async def clientloop(i):
                 while not stop.is_set():
                     r = await c.post("/predict/sentiment", json={"inputs": [texts[i]]})
                     seen.append((time.monotonic(), i, r.status_code, r.json()))
+
             workers = [asyncio.create_task(clientloop(i)) for i in range(4)]
             await asyncio.sleep(0.5)
             reload = await c.post("/reload")
@@ -253,6 +276,7 @@ def test_promote_then_reload_serves_the_new_champion_without_dropping_requests(s
             stop.set()
             await asyncio.gather(*workers)
         return reload, reloaded_at, seen
+
     reload, reloaded_at, seen = asyncio.run(traffic_during_reload())
     assert reload.status_code == 200, reload.text
     body = reload.json()
@@ -261,7 +285,7 @@ def test_promote_then_reload_serves_the_new_champion_without_dropping_requests(s
     assert all(code == 200 for _, _, code, _ in seen), [s for s in seen if s[2] != 200][:3]
     versions = [r["version"] for _, _, _, r in seen]
     assert 1 in versions and 2 in versions, versions
-    for t, i, _, r in seen:  # every answer is the answer of the version it names
+    for _t, i, _, r in seen:  # every answer is the answer of the version it names
         close(r["outputs"], [(v1 if r["version"] == 1 else v2)[i]])
     assert all(r["version"] == 2 for t, _, _, r in seen if t > reloaded_at + 0.25)  # long after the swap
     close(predict(client, "sentiment", texts)["outputs"], v2)
@@ -290,6 +314,7 @@ def test_read_only_server_without_batching_in_process(env):
     from fastapi.testclient import TestClient
 
     from polarkit import serve
+
     folder = predictors.resolve("sts@champion")
     app = serve.create_app([str(folder)], admin=False, batching=False, micro_batch=1)
     with TestClient(app, base_url="http://127.0.0.1") as c:
@@ -304,10 +329,16 @@ def test_read_only_server_without_batching_in_process(env):
 
 def test_no_champion_is_a_clear_start_up_error(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'none.db'}", "POLARKIT_OUTPUTS": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "polarkit.serve", "--port", "9"], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "polarkit.serve", "--port", "9"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 2 and "no model registry at sqlite:///" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "none.db").exists()  # looking did not create a store
-    out = subprocess.run([sys.executable, "-m", "polarkit.serve", str(tmp_path), "--port", "9"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "polarkit.serve", str(tmp_path), "--port", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2 and "holds no saved model" in out.stderr, out.stderr[-2000:]

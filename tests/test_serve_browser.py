@@ -7,13 +7,13 @@ Playwright drives the Debian Chromium (`executable_path`; it never downloads a b
 network cut off as in tests/browser.py; every request the page makes is recorded, and any request off
 the server is aborted and fails the test. The screenshot's path is printed (`pytest -s` shows it).
 """
+
 from __future__ import annotations
 
 import re
 import signal
 
 import pytest
-
 from browser import FLAGS, find_chromium
 
 httpx = pytest.importorskip("httpx")
@@ -119,8 +119,9 @@ def test_page_predicts_shows_attention_and_promotes_offline(page, server, tmp_pa
     page.wait_for_selector("#attention img", timeout=120_000)
 
     # Hangul in the page's own web font, served by the server (no system font needed)
-    assert page.evaluate("async () => { await document.fonts.ready;"
-                         " return document.fonts.check('16px \"Polarkit Hangul\"', '한글'); }")
+    assert page.evaluate(
+        "async () => { await document.fonts.ready; return document.fonts.check('16px \"Polarkit Hangul\"', '한글'); }"
+    )
     assert any(u.endswith("/fonts/hangul.woff") for u in page.requests)
 
     # an empty text: the server's message shows, nothing crashes
@@ -135,8 +136,9 @@ def test_page_predicts_shows_attention_and_promotes_offline(page, server, tmp_pa
     page.wait_for_selector(f"{row} button.promote")
     assert "champion" in page.inner_text("#registry tr[data-task='sentiment'][data-version='1']")
     page.click(f"{row} button.promote")
-    page.wait_for_function("document.querySelector('#promote-message').textContent.includes('now serving')",
-                           timeout=120_000)
+    page.wait_for_function(
+        "document.querySelector('#promote-message').textContent.includes('now serving')", timeout=120_000
+    )
     assert pg_dialog(page).startswith("Promote sentiment v2 (val_accuracy 0.75) to champion?")
     assert "sentiment: champion is now v2" in page.inner_text("#promote-message")
     assert "✓ serving" in page.inner_text(row) and "champion" in page.inner_text(row)

@@ -1,4 +1,5 @@
 """polarkit.tasks.sts: the seed's preprocessing, EDA, bi-/cross-encoder pieces, predictor, report tables."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +10,13 @@ from sklearn import metrics as skm
 from polarkit import data, embed, models
 from polarkit.tasks import classifier, sts
 
-PAIRS = pd.DataFrame({"sentence1": ["숙소 위치는 찾기 쉽습니다.", "호스트가 친절했어요!", "정책 브리핑 내용입니다", "같은 문장"],
-                      "sentence2": ["위치를 쉽게 찾을 수 있어요.", "날씨가 좋네요.", "정책 설명 자료입니다", "같은 문장"],
-                      "score": [4.2, 0.4, 3.0, 5.0]})
+PAIRS = pd.DataFrame(
+    {
+        "sentence1": ["숙소 위치는 찾기 쉽습니다.", "호스트가 친절했어요!", "정책 브리핑 내용입니다", "같은 문장"],
+        "sentence2": ["위치를 쉽게 찾을 수 있어요.", "날씨가 좋네요.", "정책 설명 자료입니다", "같은 문장"],
+        "score": [4.2, 0.4, 3.0, 5.0],
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +70,10 @@ def test_eda_operations():
 def test_bi_dataset_collator_and_loss(tok, encoder):
     ds, n_cut = sts.bi_dataset(PAIRS, tok, max_length=8, prefix="query: ")
     assert ds["labels"] == pytest.approx((PAIRS.score / 5).tolist())
-    assert n_cut == sum(max(len(tok("query: " + a)["input_ids"]), len(tok("query: " + b)["input_ids"])) > 8
-                        for a, b in zip(PAIRS.sentence1, PAIRS.sentence2))
+    assert n_cut == sum(
+        max(len(tok("query: " + a)["input_ids"]), len(tok("query: " + b)["input_ids"])) > 8
+        for a, b in zip(PAIRS.sentence1, PAIRS.sentence2)
+    )
     batch = sts.PairCollator(tok)([ds[i] for i in range(len(ds))])
     assert batch["input_ids_a"].shape == batch["attention_mask_a"].shape and batch["labels"].shape == (4,)
     net = sts.BiEncoder(encoder).eval()
@@ -97,20 +104,27 @@ def test_cross_encoder_regression_and_similarity_roundtrip(tok, encoder, tmp_pat
     np.testing.assert_allclose(sim.scores(PAIRS.sentence1, PAIRS.sentence2), np.clip(raw[:, 0] * 5, 0, 5), atol=1e-5)
     again = sts.Similarity.load(sim.save(tmp_path / "cross"))
     assert again.family == "cross" and again.do_clean
-    assert again(PAIRS.sentence1[0], PAIRS.sentence2[0]) == pytest.approx(sim(PAIRS.sentence1[0], PAIRS.sentence2[0]), abs=1e-5)
+    assert again(PAIRS.sentence1[0], PAIRS.sentence2[0]) == pytest.approx(
+        sim(PAIRS.sentence1[0], PAIRS.sentence2[0]), abs=1e-5
+    )
 
 
 def test_bi_similarity_roundtrip(tok, encoder, tmp_path):
     sim = sts.Similarity(sts.BiEncoder(encoder), tok, "bi", max_length=32, prefix="query: ")
     again = sts.Similarity.load(sim.save(tmp_path / "bi"))
-    np.testing.assert_allclose(again.scores(PAIRS.sentence1, PAIRS.sentence2),
-                               sim.scores(PAIRS.sentence1, PAIRS.sentence2), atol=1e-5)
+    np.testing.assert_allclose(
+        again.scores(PAIRS.sentence1, PAIRS.sentence2), sim.scores(PAIRS.sentence1, PAIRS.sentence2), atol=1e-5
+    )
 
 
 def test_by_source_against_scipy():
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"source": rng.choice(["airbnb-rtt", "airbnb-sampled", "policy-rtt", "paraKQC-para"], 80),
-                       "score": rng.uniform(0, 5, 80)})
+    df = pd.DataFrame(
+        {
+            "source": rng.choice(["airbnb-rtt", "airbnb-sampled", "policy-rtt", "paraKQC-para"], 80),
+            "score": rng.uniform(0, 5, 80),
+        }
+    )
     df["pred"] = np.clip(df.score + rng.normal(0, 1, 80), 0, 5)
     table = sts.by_source(df).set_index("source")
     assert list(table.index) == ["airbnb", "paraKQC", "policy", "all"]

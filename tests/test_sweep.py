@@ -1,6 +1,7 @@
 """Sweeps (polarkit.sweep, polarkit.trial): sweep-file checks, SQLite and PostgreSQL studies, pruning,
 and a worker killed mid-trial. Trials run a tiny notebook whose metric is a known function of its
 parameters (seconds per trial); one test trains a tiny regression through `train.fit`."""
+
 import json
 import os
 import re
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TS = optuna.trial.TrialState
 
 QUAD = (
-    "lr: float = 0.01  # learning rate (0, inf)\nwidth: int = 8  # width [1, 64]\nopt: str = \"adam\"  # optimiser\n"
+    'lr: float = 0.01  # learning rate (0, inf)\nwidth: int = 8  # width [1, 64]\nopt: str = "adam"  # optimiser\n'
     "seed: int = 0  # seed\nsteps: int = 4  # steps reported to the trial",
     # the trial numbered $HOLD_TRIAL sleeps, so that a test can kill its worker mid-trial
     "import math, os, time\nfrom polarkit import trial as T\n"
@@ -45,8 +46,16 @@ def quad(tmp_path):
 
 
 def write_sweep(folder: Path, name: str, notebook: Path, **keys) -> Path:
-    spec = {"notebook": str(notebook), "metric": "val_score", "direction": "maximize", "sampler": "random",
-            "seed": 0, "trials": 3, "space": {"lr": {"low": 1.0e-4, "high": 1.0, "log": True}}, **keys}
+    spec = {
+        "notebook": str(notebook),
+        "metric": "val_score",
+        "direction": "maximize",
+        "sampler": "random",
+        "seed": 0,
+        "trials": 3,
+        "space": {"lr": {"low": 1.0e-4, "high": 1.0, "log": True}},
+        **keys,
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if v is not None}, sort_keys=False))
     return path
@@ -78,26 +87,42 @@ def assert_best_agrees(study, outputs: Path) -> None:
 # --- sweep files refused before anything starts ----------------------------------------------------
 
 BAD = {
-    "unknown parameter": ({"space": {"lrr": {"low": 1e-4, "high": 1.0, "log": True}}},
-                          r"space\.lrr: unknown parameter; did you mean 'lr'\?"),
-    "float range on an int parameter": ({"space": {"width": {"low": 1.5, "high": 8.0}}},
-                                        r"space\.width: a float range on the int parameter width"),
-    "type disagrees with the declaration": ({"space": {"width": {"type": "float", "low": 1, "high": 8}}},
-                                            r"space\.width: a float range on the int parameter"),
+    "unknown parameter": (
+        {"space": {"lrr": {"low": 1e-4, "high": 1.0, "log": True}}},
+        r"space\.lrr: unknown parameter; did you mean 'lr'\?",
+    ),
+    "float range on an int parameter": (
+        {"space": {"width": {"low": 1.5, "high": 8.0}}},
+        r"space\.width: a float range on the int parameter width",
+    ),
+    "type disagrees with the declaration": (
+        {"space": {"width": {"type": "float", "low": 1, "high": 8}}},
+        r"space\.width: a float range on the int parameter",
+    ),
     "a choice of the wrong type": ({"space": {"opt": ["adam", 3]}}, r"space\.opt: opt: expected str"),
     "empty space": ({"space": {}}, r"space: empty"),
     "metric the notebook does not write": (
-        {"metric": "val_scor"}, r"metric: val_scor is not written by 97_quad.ipynb; did you mean 'val_score'\?"),
+        {"metric": "val_scor"},
+        r"metric: val_scor is not written by 97_quad.ipynb; did you mean 'val_score'\?",
+    ),
     "test-set metric": ({"metric": "test_score"}, r"metric: test_score is measured on the 'test' split.*test set"),
-    "not a validation metric": ({"metric": "train_seconds", "direction": "minimize"},
-                                r"metric: train_seconds is not a validation metric"),
+    "not a validation metric": (
+        {"metric": "train_seconds", "direction": "minimize"},
+        r"metric: train_seconds is not a validation metric",
+    ),
     "unknown key": ({"trails": 4}, r"trails: unknown key; did you mean 'trials'\?"),
-    "range outside the declared values": ({"space": {"width": {"low": 0, "high": 8}}},
-                                          r"space\.width: low: width: 0 is not in \[1, 64\]"),
-    "log range from zero": ({"space": {"lr": {"low": 0.0, "high": 1.0, "log": True}}},
-                            r"space\.lr: log: needs low > 0"),
-    "grid over a continuous range": ({"sampler": "grid"},
-                                     r"sampler: grid needs enumerable dimensions: give lr a `step`"),
+    "range outside the declared values": (
+        {"space": {"width": {"low": 0, "high": 8}}},
+        r"space\.width: low: width: 0 is not in \[1, 64\]",
+    ),
+    "log range from zero": (
+        {"space": {"lr": {"low": 0.0, "high": 1.0, "log": True}}},
+        r"space\.lr: log: needs low > 0",
+    ),
+    "grid over a continuous range": (
+        {"sampler": "grid"},
+        r"sampler: grid needs enumerable dimensions: give lr a `step`",
+    ),
     "unknown pruner": ({"pruner": "hyperbnd"}, r"pruner: unknown pruner 'hyperbnd'"),
     "maximising a loss": ({"metric": "val_loss"}, r"direction: maximize on val_loss"),
 }
@@ -131,8 +156,11 @@ def test_notebook_can_declare_its_val_split_a_test_set(quad, tmp_path):
     book = nbformat.read(quad, as_version=4)
     book.metadata["polarkit"] = {"test_splits": ["val"]}
     nbformat.write(book, quad)
-    with pytest.raises(P.ParamError, match=r"metric: val_score is measured on the 'val' split, which this notebook "
-                                           r"declares a test split"):
+    with pytest.raises(
+        P.ParamError,
+        match=r"metric: val_score is measured on the 'val' split, which this notebook "
+        r"declares a test split",
+    ):
         sweep.load(write_sweep(tmp_path, "bad", quad))
 
 
@@ -148,13 +176,13 @@ def test_unreachable_storage_is_refused_within_seconds(quad, tmp_path, outputs):
 
 def test_cli_exit_status_2_on_a_bad_file(quad, tmp_path, outputs):
     path = write_sweep(tmp_path, "bad", quad, metric="test_score")
-    out = subprocess.run([sys.executable, "-m", "polarkit.sweep", str(path)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "polarkit.sweep", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "metric: test_score" in out.stderr and "test set" in out.stderr
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "params" / "sweeps").glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((ROOT / "params" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_sweep_files_check(path):
     sw = sweep.load(path)
     assert sw.space and sw.trials >= 12 and sw.base is not None
@@ -163,10 +191,20 @@ def test_shipped_sweep_files_check(path):
 
 # --- running sweeps ---------------------------------------------------------------------------------
 
+
 def test_sqlite_single_worker(quad, tmp_path, outputs):
-    path = write_sweep(tmp_path, "quad", quad, trials=4, fixed={"steps": 2},
-                       space={"lr": {"low": 1e-4, "high": 1.0, "log": True}, "width": {"low": 4, "high": 32, "step": 4},
-                              "opt": ["adam", "sgd"]})
+    path = write_sweep(
+        tmp_path,
+        "quad",
+        quad,
+        trials=4,
+        fixed={"steps": 2},
+        space={
+            "lr": {"low": 1e-4, "high": 1.0, "log": True},
+            "width": {"low": 4, "high": 32, "step": 4},
+            "opt": ["adam", "sgd"],
+        },
+    )
     study = sweep.run_sweep(path)
     assert (outputs / "sweeps" / "quad" / "study.db").is_file()
     trials = study.get_trials()
@@ -200,9 +238,15 @@ def test_sqlite_single_worker(quad, tmp_path, outputs):
 
 
 def test_pruned_trials_stop_early_and_say_so(quad, tmp_path, outputs):
-    path = write_sweep(tmp_path, "pruning", quad, sampler="grid", trials=None,
-                       pruner={"type": "median", "n_startup_trials": 1},
-                       space={"lr": [1e-2, 1e-4, 1.0, 1e-3]})
+    path = write_sweep(
+        tmp_path,
+        "pruning",
+        quad,
+        sampler="grid",
+        trials=None,
+        pruner={"type": "median", "n_startup_trials": 1},
+        space={"lr": [1e-2, 1e-4, 1.0, 1e-3]},
+    )
     study = sweep.run_sweep(path)
     states = [t.state for t in study.get_trials()]
     assert len(states) == 4 and TS.PRUNED in states and states.count(TS.COMPLETE) + states.count(TS.PRUNED) == 4
@@ -278,8 +322,17 @@ FIT = (
 def test_pruning_reaches_train_fit(tmp_path, outputs):
     """`train.fit` reports each evaluation to the trial and stops a pruned run at once (no per-notebook code)."""
     nb = make_notebook(tmp_path / "96_fit.ipynb", *FIT)
-    path = write_sweep(tmp_path, "fit", nb, metric="eval_loss", direction="minimize", sampler="grid", trials=None,
-                       pruner={"type": "median", "n_startup_trials": 1}, space={"lr": [0.1, 0.0003, 0.03, 0.001]})
+    path = write_sweep(
+        tmp_path,
+        "fit",
+        nb,
+        metric="eval_loss",
+        direction="minimize",
+        sampler="grid",
+        trials=None,
+        pruner={"type": "median", "n_startup_trials": 1},
+        space={"lr": [0.1, 0.0003, 0.03, 0.001]},
+    )
     study = sweep.run_sweep(path)
     pruned = study.get_trials(states=(TS.PRUNED,))
     assert pruned and len(study.get_trials(states=(TS.COMPLETE, TS.PRUNED))) == 4
@@ -298,8 +351,9 @@ def test_killed_worker_is_failed_and_retried_on_resume(quad, tmp_path, outputs, 
     monkeypatch.setenv("POLARKIT_SWEEP_HEARTBEAT", "1,5")  # a loaded CI machine still beats within 5 s
     path = write_sweep(tmp_path, "killed", quad, trials=3)
     cmd = [sys.executable, "-m", "polarkit.sweep", str(path)]
-    worker = subprocess.Popen(cmd, env={**os.environ, "HOLD_TRIAL": "1"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        cmd, env={**os.environ, "HOLD_TRIAL": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     held, kernel = None, None
     try:
         deadline = time.monotonic() + 180  # a timeout, not an assertion on speed
@@ -343,8 +397,9 @@ def test_killed_worker_is_failed_and_retried_on_resume(quad, tmp_path, outputs, 
 
 def test_two_workers_share_a_postgres_study(quad, tmp_path, outputs, postgres_url, monkeypatch):  # noqa: F811
     monkeypatch.setenv("POLARKIT_SWEEP_HEARTBEAT", "1,5")
-    path = write_sweep(tmp_path, "shared", quad, trials=5,
-                       space={"lr": {"low": 1e-4, "high": 1.0, "log": True}, "width": [8, 16, 24]})
+    path = write_sweep(
+        tmp_path, "shared", quad, trials=5, space={"lr": {"low": 1e-4, "high": 1.0, "log": True}, "width": [8, 16, 24]}
+    )
     study = sweep.run_sweep(path, storage=postgres_url, workers=2)
     finished = study.get_trials(states=(TS.COMPLETE, TS.PRUNED))
     assert len(finished) == 5
@@ -362,16 +417,21 @@ def test_two_workers_share_a_postgres_study(quad, tmp_path, outputs, postgres_ur
     assert rep["best"]["number"] == study.best_trial.number and rep["counts"]["finished"] == 5
 
 
-
 def test_03_val_mcc_is_its_test_set_and_refused(tmp_path):
     """03's `val_*` figures are on GLUE's validation set, read once as its test set (its markdown says so;
     its metadata declares it): a sweep on val_mcc is refused; eval_mcc (the held-out slice) is accepted."""
     shipped = ROOT / "params" / "sweeps" / "03_nlp_cola.yaml"
     bad = tmp_path / "03_val.yaml"
-    bad.write_text(shipped.read_text().replace("metric: eval_mcc", "metric: val_mcc")
-                   .replace("base: params/", f"base: {ROOT}/params/")
-                   .replace("notebook: 03_nlp_cola", f"notebook: {ROOT}/notebooks/03_nlp_cola.ipynb"))
-    with pytest.raises(P.ParamError, match=r"metric: val_mcc is measured on the 'val' split, which this notebook "
-                                           r"declares a test split"):
+    bad.write_text(
+        shipped.read_text()
+        .replace("metric: eval_mcc", "metric: val_mcc")
+        .replace("base: params/", f"base: {ROOT}/params/")
+        .replace("notebook: 03_nlp_cola", f"notebook: {ROOT}/notebooks/03_nlp_cola.ipynb")
+    )
+    with pytest.raises(
+        P.ParamError,
+        match=r"metric: val_mcc is measured on the 'val' split, which this notebook "
+        r"declares a test split",
+    ):
         sweep.load(bad)
     assert sweep.load(shipped).metric == "eval_mcc"

@@ -1,4 +1,5 @@
 """polarkit.tracking: run folders mirrored into a real MLflow store (SQLite in tmp)."""
+
 import json
 import time
 
@@ -15,6 +16,7 @@ def _tracking_on(tracking_on):
 
 def _client(uri):
     import mlflow
+
     return mlflow.MlflowClient(uri)
 
 
@@ -27,8 +29,17 @@ def test_default_store_is_sqlite_under_outputs_and_the_env_wins(outputs, monkeyp
     assert tracking.redact(tracking.tracking_uri()) == "http://user:***@tracker:5000"
     assert tracking.artifact_root(tracking.tracking_uri()) is None
     cmd = tracking.mlflow_ui(outputs, port=5123)
-    assert cmd[1:] == ["ui", "--backend-store-uri", f"sqlite:///{outputs / 'mlflow.db'}", "--artifacts-destination",
-                       str(outputs / "mlartifacts"), "--host", "127.0.0.1", "--port", "5123"]
+    assert cmd[1:] == [
+        "ui",
+        "--backend-store-uri",
+        f"sqlite:///{outputs / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(outputs / "mlartifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5123",
+    ]
 
 
 def test_mirror_copies_params_metrics_history_tags_artifacts_and_state(store, outputs):
@@ -74,8 +85,9 @@ def test_a_second_mirror_updates_the_same_run_without_duplicates(store, outputs)
     assert len(c.search_runs([run.info.experiment_id])) == 1
 
 
-@pytest.mark.parametrize("state,expected", [("succeeded", "FINISHED"), ("failed", "FAILED"),
-                                            ("interrupted", "FAILED"), ("pruned", "KILLED")])
+@pytest.mark.parametrize(
+    "state,expected", [("succeeded", "FINISHED"), ("failed", "FAILED"), ("interrupted", "FAILED"), ("pruned", "KILLED")]
+)
 def test_mlflow_state_follows_status(store, outputs, state, expected):
     run_dir = make_run(outputs, state=state, error="ValueError" if state == "failed" else None)
     run = _client(store).get_run(tracking.mirror(run_dir))
@@ -114,6 +126,7 @@ def test_an_unreachable_server_costs_one_warning_line_and_little_time(outputs, m
 def test_a_server_that_never_answers_costs_one_timeout(outputs, monkeypatch, capfd):
     import socket
     import threading
+
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
@@ -157,8 +170,9 @@ def test_backfill_mirrors_only_runs_not_yet_in_this_store(store, outputs):
 
 def test_mirror_is_quick_once_mlflow_is_loaded(store, outputs):
     tracking.mirror(make_run(outputs))  # imports and store opened once per process
-    run_dir = make_run(outputs, history="step,train_loss,eval_loss\n" + "".join(
-        f"{s},{1 / s},{1.1 / s}\n" for s in range(1, 51)))
+    run_dir = make_run(
+        outputs, history="step,train_loss,eval_loss\n" + "".join(f"{s},{1 / s},{1.1 / s}\n" for s in range(1, 51))
+    )
     t0 = time.perf_counter()
     assert tracking.mirror(run_dir)
     took = time.perf_counter() - t0

@@ -1,4 +1,5 @@
 """polarkit.viz: Hangul fonts, plot helpers, offline attention views (tiny random BERT, no downloads)."""
+
 from __future__ import annotations
 
 import io
@@ -40,6 +41,7 @@ def korean_figure():
 
 
 # ---- fonts --------------------------------------------------------------------------------
+
 
 def test_hangul_font_found_and_default():
     name = fonts.hangul_font()
@@ -84,6 +86,7 @@ def test_warns_once_without_font(monkeypatch):
 
 
 # ---- plots --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def history():
@@ -176,11 +179,12 @@ def test_hist_counts_match_numpy():
     ax = plots.hist(groups, bins=15).axes[0]
     edges = np.histogram_bin_edges(np.concatenate(list(groups.values())), bins=15)  # one set of bins for all
     assert len(ax.patches) == 30
-    drawn = [ax.patches[k: k + 15] for k in (0, 15)]  # one run of bars per group (seaborn draws the last first)
+    drawn = [ax.patches[k : k + 15] for k in (0, 15)]  # one run of bars per group (seaborn draws the last first)
     for bars in drawn:
         np.testing.assert_allclose([p.get_x() for p in bars], edges[:-1])
     assert sorted(tuple(p.get_height() for p in bars) for bars in drawn) == sorted(
-        tuple(np.histogram(vals, edges)[0]) for vals in groups.values())
+        tuple(np.histogram(vals, edges)[0]) for vals in groups.values()
+    )
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["학습", "검증"]
     assert missing_glyphs(ax.figure) == []
 
@@ -263,7 +267,9 @@ def test_every_helper_writes_a_png(tmp_path, history):
         "confusion": plots.confusion(["a", "b", "b"], ["a", "b", "a"], labels=["a", "b"]),
         "digits": plots.image_grid(rng.random((10, 1, 28, 28)), titles=[f"정답 {i}" for i in range(10)], ncols=5),
         "scatter": plots.scatter_pred(rng.random(50) * 5, rng.random(50) * 5, title="STS 예측"),
-        "hist": plots.hist({"학습": rng.integers(5, 60, 200), "검증": rng.integers(5, 60, 50)}, bins=20, title="토큰 길이"),
+        "hist": plots.hist(
+            {"학습": rng.integers(5, 60, 200), "검증": rng.integers(5, 60, 50)}, bins=20, title="토큰 길이"
+        ),
         "heatmap": plots.heatmap(rng.random((3, 4)), ["가", "나", "다"], ["일", "이", "삼", "사"], title="유사도"),
         "bars": plots.bars(pd.Series([120, 40, 300], index=["부정", "중립", "긍정"]), title="학습 레이블"),
         "words": plots.shaded_words([("배우 연기가 최고였다".split(), [0.2, -0.1, 0.6])], ["긍정 p=0.91"]),
@@ -289,6 +295,7 @@ def test_save_goes_to_the_active_run(tmp_path, monkeypatch):
 
 # ---- attention ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tiny():
     """A 2-layer, 2-head random BERT and a WordPiece tokenizer trained on a few Korean/English lines.
@@ -302,8 +309,14 @@ def tiny():
     wordpiece = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
     wordpiece.train_from_iterator([KOREAN, ENGLISH, "한국어 문장을 토큰으로 나눕니다"] * 3, vocab_size=300)
     tokenizer = BertTokenizer(vocab=wordpiece.get_vocab(), do_lower_case=False, strip_accents=False)
-    config = BertConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128,
-                        vocab_size=len(tokenizer), max_position_embeddings=128)
+    config = BertConfig(
+        num_hidden_layers=2,
+        hidden_size=64,
+        num_attention_heads=2,
+        intermediate_size=128,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return BertModel(config), tokenizer
@@ -383,7 +396,7 @@ def test_html_is_compact(tmp_path):
     libs = sum((attention.ASSETS / f).stat().st_size for f in attention.SCRIPTS)
     assert len(page.encode()) - libs < 8 * attn.size  # ~6 bytes a weight; bertviz alone writes ~45
     # weights are written rounded to DECIMALS: off by at most half a step (+ float64 slack for exact halves)
-    half_step = 0.5 * 10.0 ** -attention.DECIMALS
+    half_step = 0.5 * 10.0**-attention.DECIMALS
     np.testing.assert_allclose(params_of(page)["attention"][0]["attn"], attn, rtol=0, atol=half_step + 1e-12)
     assert not np.allclose(params_of(page)["attention"][0]["attn"], attn, rtol=0, atol=half_step / 10)  # rounded
 

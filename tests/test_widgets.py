@@ -6,6 +6,7 @@ transformers' notebook callback draws training as one HTML progress bar plus the
 re-drawn in place (update_display_data); `embed.encode` uses a tqdm.auto widget, whose final state is
 saved in the notebook metadata. tests/test_lab_browser.py opens the same notebook in JupyterLab.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,13 @@ def _html(out) -> str:
 
 
 def _text_progress_lines(cell) -> list[str]:
-    return [line for out in cell.outputs if out.output_type == "stream"
-            for line in re.split(r"[\r\n]", out.text) if TEXT_PROGRESS.search(line)]
+    return [
+        line
+        for out in cell.outputs
+        if out.output_type == "stream"
+        for line in re.split(r"[\r\n]", out.text)
+        if TEXT_PROGRESS.search(line)
+    ]
 
 
 def test_fit_and_encode_show_one_progress_display_each(tmp_path):
@@ -64,8 +70,9 @@ def test_fit_and_encode_show_one_progress_display_each(tmp_path):
     from polarkit import executor
 
     nb = nbformat.read(progress_notebook(tmp_path / "progress.ipynb"), as_version=4)
-    NotebookClient(nb, kernel_name=executor.ensure_kernel(), timeout=600,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, kernel_name=executor.ensure_kernel(), timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     train_cell, encode_cell = nb.cells
     for cell in nb.cells:
         assert not [o for o in cell.outputs if o.output_type == "error"], cell.outputs

@@ -14,6 +14,7 @@ takes `n` (seeded sample without replacement; None or too big = whole split) and
 Helpers for any frame: `require_columns(df, cols, source)` (ValueError naming source and columns),
 `sample(df, n, seed)` (the package's one seeded sub-sample), `train_val_split(df, frac, seed)`.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -21,19 +22,53 @@ import pandas as pd
 from polarkit.data._io import data_root, probe, require_columns, sample, train_val_split
 from polarkit.data.absa import KSC_ASPECTS, NIKL_CATEGORIES, POLARITIES, load_ksc, load_nikl
 from polarkit.data.glue import load_cola
-from polarkit.data.jd import (FREE_TEXT_SOURCES, JD_COLUMNS, JD_SECTIONS, load_free_text_jds, load_jd_corpus,
-                              load_jd_sample, load_keywords, load_lectures, load_skill_aliases, load_testsheet)
+from polarkit.data.jd import (
+    FREE_TEXT_SOURCES,
+    JD_COLUMNS,
+    JD_SECTIONS,
+    load_free_text_jds,
+    load_jd_corpus,
+    load_jd_sample,
+    load_keywords,
+    load_lectures,
+    load_skill_aliases,
+    load_testsheet,
+)
 from polarkit.data.registry import DATASETS, DatasetInfo
 from polarkit.data.reviews import UNSMILE_LABELS, load_nsmc, load_unsmile
 from polarkit.data.sts import load_klue_sts, load_korsts
 from polarkit.data.vision import load_mnist
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "FREE_TEXT_SOURCES", "JD_COLUMNS", "JD_SECTIONS", "KSC_ASPECTS",
-    "NIKL_CATEGORIES", "POLARITIES", "UNSMILE_LABELS", "check", "data_root", "load_cola", "load_free_text_jds",
-    "load_jd_corpus", "load_jd_sample", "load_keywords", "load_klue_sts", "load_korsts", "load_ksc",
-    "load_lectures", "load_mnist", "load_nikl", "load_nsmc", "load_skill_aliases", "load_testsheet",
-    "load_unsmile", "require_columns", "sample", "train_val_split",
+    "DATASETS",
+    "DatasetInfo",
+    "FREE_TEXT_SOURCES",
+    "JD_COLUMNS",
+    "JD_SECTIONS",
+    "KSC_ASPECTS",
+    "NIKL_CATEGORIES",
+    "POLARITIES",
+    "UNSMILE_LABELS",
+    "check",
+    "data_root",
+    "load_cola",
+    "load_free_text_jds",
+    "load_jd_corpus",
+    "load_jd_sample",
+    "load_keywords",
+    "load_klue_sts",
+    "load_korsts",
+    "load_ksc",
+    "load_lectures",
+    "load_mnist",
+    "load_nikl",
+    "load_nsmc",
+    "load_skill_aliases",
+    "load_testsheet",
+    "load_unsmile",
+    "require_columns",
+    "sample",
+    "train_val_split",
 ]
 
 

@@ -8,6 +8,7 @@ is the cheap version of the same checks that `polarkit data` runs over every fil
 `require_columns`, `sample` and `train_val_split` are also what the task modules call on their own
 frames (`polarkit.data.<name>`): one check, one random-draw convention in the whole package.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -29,8 +30,10 @@ def _hub_hint(name: str) -> str:
     hub = DATASETS[name].hub
     if hub is None:
         return f"'{name}' has no Hugging Face hub fallback, so the local file is required"
-    return (f"hub fallback {format_hub(hub)} is only tried when no data root exists "
-            f"(unset {DATA_ENV} and no ../shared/data)")
+    return (
+        f"hub fallback {format_hub(hub)} is only tried when no data root exists "
+        f"(unset {DATA_ENV} and no ../shared/data)"
+    )
 
 
 def format_hub(hub: tuple[str, str | None]) -> str:
@@ -45,12 +48,14 @@ def locate(name: str, rel: str) -> Path:
     if root is None:
         raise FileNotFoundError(
             f"dataset '{name}': no data root ({DATA_ENV} is not set and ../shared/data does "
-            f"not exist), so {rel} cannot be read; {_hub_hint(name)}")
+            f"not exist), so {rel} cannot be read; {_hub_hint(name)}"
+        )
     path = root / rel
     if not path.is_file():
         raise FileNotFoundError(
             f"dataset '{name}': missing file {path} ({DATA_ENV}={env!r}; expected layout: "
-            f"shared/data/MANIFEST.md); {_hub_hint(name)}")
+            f"shared/data/MANIFEST.md); {_hub_hint(name)}"
+        )
     return path
 
 
@@ -59,16 +64,16 @@ def require_columns(df: pd.DataFrame, required, source) -> pd.DataFrame:
     a function's input), the missing and the found columns (never a bare KeyError later on)."""
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; columns found: "
-                         f"{list(df.columns)}")
+        raise ValueError(f"{source}: missing column(s) {missing}; columns found: {list(df.columns)}")
     return df
 
 
 def check_rows(df: pd.DataFrame, expected: int | None, source) -> pd.DataFrame:
     """ValueError if `df` does not have the row count the MANIFEST states for `source`."""
     if expected is not None and len(df) != expected:
-        raise ValueError(f"{source}: expected {expected:,} rows, read {len(df):,} "
-                         f"(wrong file, or parsed with the wrong quoting?)")
+        raise ValueError(
+            f"{source}: expected {expected:,} rows, read {len(df):,} (wrong file, or parsed with the wrong quoting?)"
+        )
     return df
 
 
@@ -82,9 +87,11 @@ def decode_problem(path: Path, encoding: str = "utf-8") -> str | None:
             try:
                 decoder.decode(block, final=not block)
             except UnicodeDecodeError as e:  # e.object = the pending bytes of the last block + this one
-                at, line = offset - pending + e.start, line + e.object[:e.start].count(b"\n")
-                return (f"not {encoding} text: byte {e.object[e.start:e.start + 1]!r} at offset {at:,} "
-                        f"(line {line:,}); re-save it as UTF-8")
+                at, line = offset - pending + e.start, line + e.object[: e.start].count(b"\n")
+                return (
+                    f"not {encoding} text: byte {e.object[e.start : e.start + 1]!r} at offset {at:,} "
+                    f"(line {line:,}); re-save it as UTF-8"
+                )
             if not block:
                 return None
             offset, line = offset + len(block), line + block.count(b"\n")
@@ -117,13 +124,13 @@ def read_json(path: Path, encoding: str = "utf-8", lines: bool = False):
         try:
             out.append(json.loads(doc))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON at line {line + e.lineno - 1}, column {e.colno}: "
-                             f"{e.msg}") from None
+            raise ValueError(
+                f"{path}: not valid JSON at line {line + e.lineno - 1}, column {e.colno}: {e.msg}"
+            ) from None
     return out if lines else out[0]
 
 
-def read_table(path: Path, required_columns=(), expected_rows: int | None = None,
-               **read_kw) -> pd.DataFrame:
+def read_table(path: Path, required_columns=(), expected_rows: int | None = None, **read_kw) -> pd.DataFrame:
     """pd.read_csv(path, **read_kw) plus the column and row-count checks; an empty, non-UTF-8 or
     unparsable file is a ValueError naming the file and the cause (never pandas' bare error)."""
     encoding = read_kw.get("encoding") or "utf-8"
@@ -151,13 +158,18 @@ def probe(path: Path) -> str | None:
                     pass
         elif path.suffix == ".npz":
             with np.load(path) as z:
-                z.files  # the zip directory sits at the end: a truncated file fails here
+                _ = z.files  # the zip directory sits at the end: a truncated file fails here
         elif (bad := decode_problem(path, "utf-8")) is not None:
             return bad
         elif path.suffix in (".csv", ".tsv", ".txt"):
             tab = path.suffix != ".csv"  # tab-separated files are read with QUOTE_NONE by their loaders
-            pd.read_csv(path, nrows=5, sep="\t" if tab else ",", encoding="utf-8-sig",
-                        quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+            pd.read_csv(
+                path,
+                nrows=5,
+                sep="\t" if tab else ",",
+                encoding="utf-8-sig",
+                quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL,
+            )
         elif path.suffix == ".jsonl":
             with open(path, encoding="utf-8") as f:
                 json.loads(next(line for line in f if line.strip()))
@@ -208,7 +220,8 @@ def hub_dataset(name: str, split: str, rel: str):
         raise FileNotFoundError(
             f"dataset '{name}': no local data root ({DATA_ENV} unset and no ../shared/data, "
             f"so {rel} was not read) and the hub fallback "
-            f"{format_hub(hub)}, split={split!r} failed: {type(exc).__name__}: {exc}") from exc
+            f"{format_hub(hub)}, split={split!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def hub_frame(name: str, split: str, rel: str, required=(), rename=None) -> pd.DataFrame:

@@ -2,34 +2,57 @@
 
 Both are internal research data without a redistribution licence and without a hub copy.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
-from polarkit.data._io import (check_rows, check_split, locate, read_json, read_text, require_columns,
-                               sample)
+from polarkit.data._io import check_rows, check_split, locate, read_json, read_text, require_columns, sample
 
 # The organiser's list of 25 valid entity#attribute pairs (teddysum/korean_ABSA_baseline
 # README, 2022-10-05), whose '패키지/ 구성품#가격' typo is written as the data spells it.
 # 4 entities x 7 attributes minus 패키지/구성품#인지도, 브랜드#편의성, 브랜드#다양성.
 # train uses 22 of them and dev 21 (23 together).
 NIKL_CATEGORIES = (
-    "제품 전체#일반", "제품 전체#가격", "제품 전체#디자인", "제품 전체#품질", "제품 전체#편의성",
-    "제품 전체#다양성", "제품 전체#인지도",
-    "본품#일반", "본품#가격", "본품#디자인", "본품#품질", "본품#편의성", "본품#다양성", "본품#인지도",
-    "패키지/구성품#일반", "패키지/구성품#가격", "패키지/구성품#디자인", "패키지/구성품#품질",
-    "패키지/구성품#편의성", "패키지/구성품#다양성",
-    "브랜드#일반", "브랜드#가격", "브랜드#디자인", "브랜드#품질", "브랜드#인지도",
+    "제품 전체#일반",
+    "제품 전체#가격",
+    "제품 전체#디자인",
+    "제품 전체#품질",
+    "제품 전체#편의성",
+    "제품 전체#다양성",
+    "제품 전체#인지도",
+    "본품#일반",
+    "본품#가격",
+    "본품#디자인",
+    "본품#품질",
+    "본품#편의성",
+    "본품#다양성",
+    "본품#인지도",
+    "패키지/구성품#일반",
+    "패키지/구성품#가격",
+    "패키지/구성품#디자인",
+    "패키지/구성품#품질",
+    "패키지/구성품#편의성",
+    "패키지/구성품#다양성",
+    "브랜드#일반",
+    "브랜드#가격",
+    "브랜드#디자인",
+    "브랜드#품질",
+    "브랜드#인지도",
 )
 POLARITIES = ("positive", "negative", "neutral")  # class ids 0, 1, 2 wherever polarity is a label
 _NIKL_DIR = "korean_absa/nikluge_sa_2022/"
-_NIKL_FILES = {"train": (f"{_NIKL_DIR}nikluge-sa-2022-train.jsonl", 3_001),
-               "dev": (f"{_NIKL_DIR}nikluge-sa-2022-dev.jsonl", 2_794)}
+_NIKL_FILES = {
+    "train": (f"{_NIKL_DIR}nikluge-sa-2022-train.jsonl", 3_001),
+    "dev": (f"{_NIKL_DIR}nikluge-sa-2022-dev.jsonl", 2_794),
+}
 
 KSC_ASPECTS = ("가격", "맛", "배달", "서비스", "양")
 _KSC_DIR = "korean_absa/food_review_ksc2021/"
-_KSC_FILES = {"train": (f"{_KSC_DIR}food_review_Train.xml.seg", 5_044),
-              "test": (f"{_KSC_DIR}food_review_Test.xml.seg", 1_249)}
+_KSC_FILES = {
+    "train": (f"{_KSC_DIR}food_review_Train.xml.seg", 5_044),
+    "test": (f"{_KSC_DIR}food_review_Test.xml.seg", 1_249),
+}
 _KSC_POLARITY = {"-1": "negative", "0": "neutral", "1": "positive"}
 
 
@@ -64,13 +87,14 @@ def _parse_seg(path) -> pd.DataFrame:
     templates, aspects, polarities = lines[0::3], lines[1::3], lines[2::3]
     for i, (t, p) in enumerate(zip(templates, polarities)):
         if "$T$" not in t or p not in _KSC_POLARITY:
-            raise ValueError(f"{path}: instance {i} (line {3 * i + 1}) has no $T$ or a "
-                             f"polarity {p!r} outside -1/0/1")
-    return pd.DataFrame({
-        "text": [t.replace("$T$", a) for t, a in zip(templates, aspects)],
-        "aspect": aspects,
-        "polarity": [_KSC_POLARITY[p] for p in polarities],
-    })
+            raise ValueError(f"{path}: instance {i} (line {3 * i + 1}) has no $T$ or a polarity {p!r} outside -1/0/1")
+    return pd.DataFrame(
+        {
+            "text": [t.replace("$T$", a) for t, a in zip(templates, aspects)],
+            "aspect": aspects,
+            "polarity": [_KSC_POLARITY[p] for p in polarities],
+        }
+    )
 
 
 def load_ksc(split: str = "train", n: int | None = None, seed: int = 0) -> pd.DataFrame:

@@ -5,6 +5,7 @@ All files are UTF-8 (two with a BOM, hence utf-8-sig) comma CSVs with multi-line
 cells; pandas' C parser handles them. Empty cells are read as "" (keep_default_na=False).
 There is no hub copy of any of this.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,27 @@ from polarkit.data.registry import FREE_TEXT_JD_FILES, JUMPIT_FILES
 
 # section order of the original prediction tensor [41, 5 x 768] (MANIFEST §6a)
 JD_SECTIONS = ("자격요건", "우대조건", "복지", "회사소개", "주요업무")
-JD_COLUMNS = ("회사명", "공고명", "직무내용", "자격요건", "우대조건", "주요업무", "복지", "회사소개",
-              "출처 URL")
+JD_COLUMNS = ("회사명", "공고명", "직무내용", "자격요건", "우대조건", "주요업무", "복지", "회사소개", "출처 URL")
 _KDT = "kdt_aivengers/"
 _CSV = dict(encoding="utf-8-sig", keep_default_na=False)
 # Jobplanet crawls use English names; job_classification -> 직무내용 is our addition
 # (sampling_data's 직무내용 holds the same kind of value, e.g. "백엔드 개발").
-_JOBPLANET_MAP = {"company_name": "회사명", "title": "공고명", "job_classification": "직무내용",
-                  "qualification": "자격요건", "preference": "우대조건", "main_task": "주요업무",
-                  "benefits": "복지", "company_intro": "회사소개", "href": "출처 URL"}
-JD_SOURCES = {"jumpit": JUMPIT_FILES, "jobplanet": (f"{_KDT}jd/jobplanet.csv",),
-              "dataengineer": (f"{_KDT}jd/extracted_dataengineer.csv",)}
+_JOBPLANET_MAP = {
+    "company_name": "회사명",
+    "title": "공고명",
+    "job_classification": "직무내용",
+    "qualification": "자격요건",
+    "preference": "우대조건",
+    "main_task": "주요업무",
+    "benefits": "복지",
+    "company_intro": "회사소개",
+    "href": "출처 URL",
+}
+JD_SOURCES = {
+    "jumpit": JUMPIT_FILES,
+    "jobplanet": (f"{_KDT}jd/jobplanet.csv",),
+    "dataengineer": (f"{_KDT}jd/extracted_dataengineer.csv",),
+}
 
 
 def load_jd_sample() -> pd.DataFrame:
@@ -38,14 +49,14 @@ def load_jd_sample() -> pd.DataFrame:
 def _read_source(source: str) -> pd.DataFrame:
     rename = {} if source == "jumpit" else _JOBPLANET_MAP
     required = list(rename) if rename else JD_COLUMNS
-    frames = [read_table(locate("jd_corpus", rel), required, **_CSV)
-              for rel in JD_SOURCES[source]]
+    frames = [read_table(locate("jd_corpus", rel), required, **_CSV) for rel in JD_SOURCES[source]]
     df = pd.concat(frames, ignore_index=True).rename(columns=rename)
     return df[list(JD_COLUMNS)].assign(source=source)
 
 
-def load_jd_corpus(sources=("jumpit", "jobplanet", "dataengineer"), n: int | None = None,
-                   seed: int = 0) -> pd.DataFrame:
+def load_jd_corpus(
+    sources=("jumpit", "jobplanet", "dataengineer"), n: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """JD corpus in one schema -> DataFrame[*JD_COLUMNS, source], one row per 출처 URL.
 
     Jumpit (21 files, 3,116 rows) has 2,724 unique URLs: repeats are the same posting crawled
@@ -68,10 +79,22 @@ def load_free_text_jds(source: str = "wanted") -> pd.DataFrame:
     source]; `document` is the whole posting (채용공고상세, stripped): these crawls have no sections."""
     if source not in FREE_TEXT_SOURCES:
         raise ValueError(f"source must be one of {FREE_TEXT_SOURCES}, got {source!r}")
-    df = read_table(locate("jd_free_text", FREE_TEXT_JD_FILES[source]),
-                    ["회사명", "채용공고명", "직무명", "채용공고상세", "출처"], _FREE_TEXT_ROWS[source], **_CSV)
-    return pd.DataFrame({"회사명": df["회사명"], "공고명": df["채용공고명"], "직무내용": df["직무명"],
-                         "document": df["채용공고상세"].str.strip(), "출처 URL": df["출처"], "source": source})
+    df = read_table(
+        locate("jd_free_text", FREE_TEXT_JD_FILES[source]),
+        ["회사명", "채용공고명", "직무명", "채용공고상세", "출처"],
+        _FREE_TEXT_ROWS[source],
+        **_CSV,
+    )
+    return pd.DataFrame(
+        {
+            "회사명": df["회사명"],
+            "공고명": df["채용공고명"],
+            "직무내용": df["직무명"],
+            "document": df["채용공고상세"].str.strip(),
+            "출처 URL": df["출처"],
+            "source": source,
+        }
+    )
 
 
 def load_testsheet() -> pd.DataFrame:
@@ -82,23 +105,30 @@ def load_testsheet() -> pd.DataFrame:
     code silently reused the previous section for those 6 rows).
     """
     path = locate("jd", f"{_KDT}testsheet/test_case.csv")
-    raw = read_table(path, ["url1_idx", "url2_idx", "평가대상columns", "분류", "url1", "url2"],
-                     38, encoding="utf-8-sig")
-    df = pd.DataFrame({"idx1": raw["url1_idx"], "idx2": raw["url2_idx"],
-                       "section": raw["평가대상columns"].replace({"우대사항": "우대조건"}),
-                       "label": raw["분류"].astype("int64")})
+    raw = read_table(
+        path, ["url1_idx", "url2_idx", "평가대상columns", "분류", "url1", "url2"], 38, encoding="utf-8-sig"
+    )
+    df = pd.DataFrame(
+        {
+            "idx1": raw["url1_idx"],
+            "idx2": raw["url2_idx"],
+            "section": raw["평가대상columns"].replace({"우대사항": "우대조건"}),
+            "label": raw["분류"].astype("int64"),
+        }
+    )
     urls = load_jd_sample()["출처 URL"]
     for i in (1, 2):  # the sheet's URLs must be the JDs its indices point at
         if not (urls.iloc[raw[f"url{i}_idx"]].to_numpy() == raw[f"url{i}"].to_numpy()).all():
             raise ValueError(f"{path}: url{i} does not match sampling_data.csv row url{i}_idx")
     if not df["section"].isin(JD_SECTIONS).all():
-        raise ValueError(f"{path}: sections {set(df['section']) - set(JD_SECTIONS)} "
-                         f"not in {JD_SECTIONS}")
+        raise ValueError(f"{path}: sections {set(df['section']) - set(JD_SECTIONS)} not in {JD_SECTIONS}")
     return df
 
 
-_LECTURES = {"udemy": (f"{_KDT}lectures/udemy_resultKE_prep.csv", 5_735, "가격(현재가격)"),
-             "programmers": (f"{_KDT}lectures/prgms_ver01_230715.csv", 126, "가격(원가-할인가)")}
+_LECTURES = {
+    "udemy": (f"{_KDT}lectures/udemy_resultKE_prep.csv", 5_735, "가격(현재가격)"),
+    "programmers": (f"{_KDT}lectures/prgms_ver01_230715.csv", 126, "가격(원가-할인가)"),
+}
 
 
 def load_lectures(source: str = "udemy") -> pd.DataFrame:
@@ -111,8 +141,7 @@ def load_lectures(source: str = "udemy") -> pd.DataFrame:
     return df.drop(columns=["Unnamed: 0"], errors="ignore").rename(columns={price: "가격"})
 
 
-_WORD_LISTS = {"job_skills": "job_skills.csv", "udemy_skills": "udemy_skills.csv",
-               "userwords": "userwords_ver01.csv"}
+_WORD_LISTS = {"job_skills": "job_skills.csv", "udemy_skills": "udemy_skills.csv", "userwords": "userwords_ver01.csv"}
 
 
 def load_keywords() -> dict[str, list[str]]:
@@ -120,8 +149,9 @@ def load_keywords() -> dict[str, list[str]]:
     repeats dropped, file order kept (job_skills.csv has 126 blank lines: 523 words)."""
     out = {}
     for key, name in _WORD_LISTS.items():
-        words = read_table(locate("keywords", f"{_KDT}keywords/{name}"), ["단어명"],
-                           dtype=str, **_CSV)["단어명"].str.strip()
+        words = read_table(locate("keywords", f"{_KDT}keywords/{name}"), ["단어명"], dtype=str, **_CSV)[
+            "단어명"
+        ].str.strip()
         out[key] = list(dict.fromkeys(w for w in words if w))
     return out
 

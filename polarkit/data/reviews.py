@@ -1,4 +1,5 @@
 """Korean review/comment classification: NSMC (MANIFEST §1, §11) and UnSmile (§8)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,24 +7,41 @@ import functools
 
 import pandas as pd
 
-from polarkit.data._io import (check_rows, check_split, data_root, hub_frame, locate,
-                               read_table, sample)
+from polarkit.data._io import check_rows, check_split, data_root, hub_frame, locate, read_table, sample
 
 _NSMC_TEST = "nsmc/ratings_test.txt"
 _NSMC_DERIVED = "nsmc_derived/ratings_train_derived.txt"
 NSMC_TRAIN_ROWS = 129_652  # derived train minus every id in the official test (MANIFEST §11)
 
-UNSMILE_LABELS = ("여성/가족", "남성", "성소수자", "인종/국적", "연령", "지역", "종교",
-                  "기타 혐오", "악플/욕설", "clean")  # the 10 classes; 개인지칭 is an extra flag
-_UNSMILE_FILES = {"train": ("unsmile/unsmile_train_v1.0.tsv", 15_005),
-                  "valid": ("unsmile/unsmile_valid_v1.0.tsv", 3_737)}
+UNSMILE_LABELS = (
+    "여성/가족",
+    "남성",
+    "성소수자",
+    "인종/국적",
+    "연령",
+    "지역",
+    "종교",
+    "기타 혐오",
+    "악플/욕설",
+    "clean",
+)  # the 10 classes; 개인지칭 is an extra flag
+_UNSMILE_FILES = {
+    "train": ("unsmile/unsmile_train_v1.0.tsv", 15_005),
+    "valid": ("unsmile/unsmile_valid_v1.0.tsv", 3_737),
+}
 
 
 def _read_nsmc_tsv(rel: str, rows: int) -> pd.DataFrame:
     # QUOTE_NONE: documents contain literal '"""' runs; keep_default_na: empty reviews stay ""
-    return read_table(locate("nsmc", rel), ["id", "document", "label"], rows, sep="\t",
-                      quoting=csv.QUOTE_NONE, keep_default_na=False,
-                      dtype={"id": "int64", "label": "int64"})
+    return read_table(
+        locate("nsmc", rel),
+        ["id", "document", "label"],
+        rows,
+        sep="\t",
+        quoting=csv.QUOTE_NONE,
+        keep_default_na=False,
+        dtype={"id": "int64", "label": "int64"},
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -37,8 +55,7 @@ def _nsmc_local(root: str) -> dict[str, pd.DataFrame]:
     return {"train": train, "test": test}
 
 
-def load_nsmc(split: str = "train", n: int | None = None, seed: int = 0,
-              drop_empty: bool = True) -> pd.DataFrame:
+def load_nsmc(split: str = "train", n: int | None = None, seed: int = 0, drop_empty: bool = True) -> pd.DataFrame:
     """NSMC -> DataFrame[id: int64, text: str, label: int64 (1 = positive)].
 
     "test" is the official file (50,000 rows, 3 with an empty text). "train" is the derived
@@ -49,8 +66,7 @@ def load_nsmc(split: str = "train", n: int | None = None, seed: int = 0,
     check_split(split, ("train", "test"))
     root = data_root()
     if root is None:  # the hub copy holds the official train (150,000) and test
-        df = hub_frame("nsmc", split, _NSMC_TEST if split == "test" else _NSMC_DERIVED,
-                       ["id", "document", "label"])
+        df = hub_frame("nsmc", split, _NSMC_TEST if split == "test" else _NSMC_DERIVED, ["id", "document", "label"])
     else:
         df = _nsmc_local(str(root))[split]
     df = df.rename(columns={"document": "text"})[["id", "text", "label"]]
@@ -68,7 +84,6 @@ def load_unsmile(split: str = "train", n: int | None = None, seed: int = 0) -> p
     if data_root() is None:
         df = hub_frame("unsmile", split, rel, required)
     else:
-        df = read_table(locate("unsmile", rel), required, rows, sep="\t",
-                        keep_default_na=False)
+        df = read_table(locate("unsmile", rel), required, rows, sep="\t", keep_default_na=False)
     df = df[required].rename(columns={"문장": "text"})
     return sample(df.astype({c: "int64" for c in UNSMILE_LABELS}), n, seed)

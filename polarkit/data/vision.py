@@ -1,4 +1,5 @@
 """MNIST: train images from mnist/train-images.npz, test from the IDX .gz files (MANIFEST §10)."""
+
 from __future__ import annotations
 
 import functools
@@ -24,14 +25,14 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raw = f.read()
     (found,) = struct.unpack(">I", raw[:4])
     if found != magic:
-        raise ValueError(f"{path}: IDX magic number {found}, expected {magic} "
-                         f"({IDX_IMAGES} = images, {IDX_LABELS} = labels)")
+        raise ValueError(
+            f"{path}: IDX magic number {found}, expected {magic} ({IDX_IMAGES} = images, {IDX_LABELS} = labels)"
+        )
     ndim = found & 0xFF
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} values, "
-                         f"file holds {data.size}")
+        raise ValueError(f"{path}: header says {dims} = {int(np.prod(dims))} values, file holds {data.size}")
     return data.reshape(dims)
 
 
@@ -44,18 +45,18 @@ def _read_local(split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
         npz_path = locate("mnist", images_rel)
         with np.load(npz_path) as z:
             if "images" not in z.files or "labels" not in z.files:
-                raise ValueError(f"{npz_path}: missing array(s) among ['images', 'labels']; "
-                                 f"arrays found: {z.files}")
+                raise ValueError(f"{npz_path}: missing array(s) among ['images', 'labels']; arrays found: {z.files}")
             images, npz_labels = z["images"], z["labels"]
         # the npz was decoded from PNGs; its labels must agree with the canonical IDX order
         if not np.array_equal(npz_labels, idx_labels):
-            raise ValueError(f"{npz_path}: labels differ from {labels_rel} "
-                             f"(images not in original MNIST order?)")
+            raise ValueError(f"{npz_path}: labels differ from {labels_rel} (images not in original MNIST order?)")
     else:
         images = read_idx(locate("mnist", images_rel), IDX_IMAGES)
     if images.shape != (_SIZES[split], 28, 28) or len(idx_labels) != _SIZES[split]:
-        raise ValueError(f"mnist {split}: expected {_SIZES[split]:,} x 28 x 28 images and "
-                         f"labels, got {images.shape} and {idx_labels.shape}")
+        raise ValueError(
+            f"mnist {split}: expected {_SIZES[split]:,} x 28 x 28 images and "
+            f"labels, got {images.shape} and {idx_labels.shape}"
+        )
     return images, idx_labels.astype(np.int64)
 
 
@@ -65,8 +66,7 @@ def _read_hub(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, np.asarray(ds["label"], dtype=np.int64)
 
 
-def load_mnist(split: str = "train", n: int | None = None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(split: str = "train", n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """MNIST `split` ("train" | "test") -> (images uint8 [N, 28, 28], labels int64 [N])."""
     check_split(split, ("train", "test"))
     root = data_root()

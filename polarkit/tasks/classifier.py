@@ -9,6 +9,7 @@ The head is our own linear layer on the [CLS] vector or the mean of the tokens, 
 `*ForSequenceClassification`: packaged encoders (e5-small-ko, minilm-l6) carry no pooler, so
 that class would put a randomly initialised pooler between the encoder and the head.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,14 @@ from polarkit import data, models, score
 from polarkit.embed import pool
 
 PROBLEMS = {"single_label_classification", "regression", "multi_label_classification"}
-_KIND = {"classification": "single_label_classification", "single_label": "single_label_classification",
-         "regression": "regression", "multilabel": "multi_label_classification",
-         "multi_label": "multi_label_classification", **{p: p for p in PROBLEMS}}
+_KIND = {
+    "classification": "single_label_classification",
+    "single_label": "single_label_classification",
+    "regression": "regression",
+    "multilabel": "multi_label_classification",
+    "multi_label": "multi_label_classification",
+    **{p: p for p in PROBLEMS},
+}
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -50,8 +56,16 @@ def _labels(df: pd.DataFrame, label_col, label_dtype: str) -> list:
     raise ValueError(f"label_dtype must be 'int', 'float' or 'multi', got {label_dtype!r}")
 
 
-def text_dataset(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: str | None = None,
-                 label_col="label", max_length: int = 128, label_dtype: str = "int", prefix: str = ""):
+def text_dataset(
+    df: pd.DataFrame,
+    tokenizer,
+    text_col: str = "text",
+    pair_col: str | None = None,
+    label_col="label",
+    max_length: int = 128,
+    label_dtype: str = "int",
+    prefix: str = "",
+):
     """DataFrame -> (datasets.Dataset[input_ids, attention_mask, (token_type_ids), labels, length],
     number of rows longer than max_length). No padding: batches are padded dynamically.
     label_col=None gives a dataset without labels; for "multi" it may be a list of columns.
@@ -75,9 +89,15 @@ def text_dataset(df: pd.DataFrame, tokenizer, text_col: str = "text", pair_col: 
 class EncoderClassifier(nn.Module):
     """encoder -> pool ([CLS] or mean) -> dropout -> linear [H -> num_labels]; loss by problem_type."""
 
-    def __init__(self, encoder: nn.Module, num_labels: int = 2, pooling: str = "cls",
-                 problem_type: str = "single_label_classification", dropout: float = 0.1,
-                 class_weight: Sequence[float] | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_labels: int = 2,
+        pooling: str = "cls",
+        problem_type: str = "single_label_classification",
+        dropout: float = 0.1,
+        class_weight: Sequence[float] | None = None,
+    ):
         """class_weight: per-class weights of the softmax cross-entropy (e.g. `balanced_weights`)."""
         super().__init__()
         if problem_type not in PROBLEMS:
@@ -93,8 +113,10 @@ class EncoderClassifier(nn.Module):
         nn.init.zeros_(self.head.bias)
         if class_weight is not None:
             if problem_type != "single_label_classification" or len(class_weight) != self.num_labels:
-                raise ValueError(f"class_weight needs a softmax head and {self.num_labels} weights, "
-                                 f"got {problem_type} and {len(class_weight)}")
+                raise ValueError(
+                    f"class_weight needs a softmax head and {self.num_labels} weights, "
+                    f"got {problem_type} and {len(class_weight)}"
+                )
             class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", class_weight, persistent=False)  # a loss setting, not a weight
 
@@ -152,16 +174,28 @@ def freeze_layers(model: nn.Module, n: int) -> int:
     return sum(models.n_params(m) for m in frozen)
 
 
-def save_classifier(model: EncoderClassifier, tokenizer, directory, labels: Sequence[str],
-                    max_length: int | None = None, prefix: str = "") -> Path:
+def save_classifier(
+    model: EncoderClassifier,
+    tokenizer,
+    directory,
+    labels: Sequence[str],
+    max_length: int | None = None,
+    prefix: str = "",
+) -> Path:
     """Write config.json (encoder), tokenizer files, classifier.json and model.safetensors into `directory`."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     model.encoder.config.save_pretrained(d)
     tokenizer.save_pretrained(d)
-    meta = {"num_labels": model.num_labels, "pooling": model.pooling, "problem_type": model.problem_type,
-            "dropout": model.dropout_p, "labels": list(labels), "max_length": max_length,
-            "prefix": prefix}
+    meta = {
+        "num_labels": model.num_labels,
+        "pooling": model.pooling,
+        "problem_type": model.problem_type,
+        "dropout": model.dropout_p,
+        "labels": list(labels),
+        "max_length": max_length,
+        "prefix": prefix,
+    }
     (d / "classifier.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(d / "model.safetensors"))
@@ -185,17 +219,21 @@ def load_classifier(directory):
 class Predictor:
     """Batched inference from a trained classifier: length-sorted batches, eval mode, no grad."""
 
-    def __init__(self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_length: int = 128,
-                 prefix: str = ""):
+    def __init__(
+        self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_length: int = 128, prefix: str = ""
+    ):
         self.model, self.tokenizer, self.labels, self.max_length = model, tokenizer, list(labels), max_length
         self.prefix = prefix  # prepended to every text, as in training (`text_dataset(prefix=...)`)
 
     @classmethod
-    def load(cls, directory, max_length: int | None = None) -> "Predictor":
+    def load(cls, directory, max_length: int | None = None) -> Predictor:
         """Predictor from a `save_classifier` folder (max_length: the saved one, else 128; the saved prefix)."""
         meta = json.loads((Path(directory) / "classifier.json").read_text(encoding="utf-8"))
-        return cls(*load_classifier(directory), max_length=max_length or meta.get("max_length") or 128,
-                   prefix=meta.get("prefix", ""))
+        return cls(
+            *load_classifier(directory),
+            max_length=max_length or meta.get("max_length") or 128,
+            prefix=meta.get("prefix", ""),
+        )
 
     @torch.no_grad()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
@@ -203,15 +241,22 @@ class Predictor:
         texts = [self.prefix + str(t) for t in texts]
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
-        order = np.argsort([-len(t) - (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)],
-                           kind="stable")  # similar lengths together: little padding per batch
+        order = np.argsort(
+            [-len(t) - (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)], kind="stable"
+        )  # similar lengths together: little padding per batch
         was_training, out = self.model.training, np.zeros((len(texts), self.model.num_labels), dtype=np.float32)
         self.model.eval()
         device = next(self.model.parameters()).device
         for s in range(0, len(texts), batch_size):
-            idx = order[s:s + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], [pairs[i] for i in idx] if pairs is not None else None,
-                                 truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+            idx = order[s : s + batch_size]
+            enc = self.tokenizer(
+                [texts[i] for i in idx],
+                [pairs[i] for i in idx] if pairs is not None else None,
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             batch = {k: v.to(device) for k, v in enc.items() if k in _MODEL_INPUTS}
             out[idx] = self.model(**batch)["logits"].float().cpu().numpy()
         self.model.train(was_training)
@@ -224,8 +269,9 @@ class Predictor:
             return score.softmax(z)
         return 1.0 / (1.0 + np.exp(-z)) if self.model.problem_type == "multi_label_classification" else z
 
-    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64,
-                threshold: float = 0.5) -> list[dict]:
+    def predict(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64, threshold: float = 0.5
+    ) -> list[dict]:
         """[{"label", "score"}] per text: argmax class + its probability; multi-label: labels with
         p >= threshold + all probabilities; regression: {"label": name, "score": value}."""
         p = self.scores(texts, pairs, batch_size)
@@ -233,8 +279,13 @@ class Predictor:
             name = self.labels[0] if self.labels else "score"
             return [{"label": name, "score": float(v)} for v in p[:, 0]]
         if self.model.problem_type == "multi_label_classification":
-            return [{"label": [self.labels[j] for j in np.flatnonzero(row >= threshold)],
-                     "score": {lab: float(v) for lab, v in zip(self.labels, row)}} for row in p]
+            return [
+                {
+                    "label": [self.labels[j] for j in np.flatnonzero(row >= threshold)],
+                    "score": {lab: float(v) for lab, v in zip(self.labels, row)},
+                }
+                for row in p
+            ]
         return [{"label": self.labels[int(k)], "score": float(row[k])} for row, k in zip(p, p.argmax(1))]
 
 
@@ -242,7 +293,9 @@ class Predictor:
 METRIC_NAMES = {
     "single_label_classification": ("accuracy", "mcc", "f1"),
     "regression": ("pearson", "spearman", "f1"),
-    "multi_label_classification": tuple(f"{avg}_{m}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1")),
+    "multi_label_classification": tuple(
+        f"{avg}_{m}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1")
+    ),
 }
 
 
@@ -257,8 +310,9 @@ def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0, a
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
         if problem == "regression":
-            return score.similarity(np.asarray(labels) * scale, np.asarray(logits).reshape(-1) * scale,
-                                    threshold=threshold)
+            return score.similarity(
+                np.asarray(labels) * scale, np.asarray(logits).reshape(-1) * scale, threshold=threshold
+            )
         if problem == "multi_label_classification":
             return score.multilabel(labels, 1.0 / (1.0 + np.exp(-np.asarray(logits))))
         return score.classification(labels, np.asarray(logits).argmax(-1), average=average)
@@ -267,12 +321,12 @@ def compute_metrics_for(kind: str, scale: float = 5.0, threshold: float = 3.0, a
     return compute
 
 
-def confident_mistakes(df: pd.DataFrame, probs: np.ndarray, labels: Sequence[str], k: int = 10,
-                       label_col: str = "label") -> pd.DataFrame:
+def confident_mistakes(
+    df: pd.DataFrame, probs: np.ndarray, labels: Sequence[str], k: int = 10, label_col: str = "label"
+) -> pd.DataFrame:
     """The k wrong predictions with the highest predicted probability: df rows + gold, predicted, confidence."""
     probs = np.asarray(probs)
     pred = probs.argmax(1)
     gold = df[label_col].to_numpy()
-    out = df.assign(gold=[labels[g] for g in gold], predicted=[labels[p] for p in pred],
-                    confidence=probs.max(1))
+    out = df.assign(gold=[labels[g] for g in gold], predicted=[labels[p] for p in pred], confidence=probs.max(1))
     return out[pred != gold].nlargest(k, "confidence").drop(columns=[label_col]).reset_index(drop=True)

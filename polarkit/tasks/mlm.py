@@ -12,6 +12,7 @@ The packaged encoders carry no MLM head: `load_model(..., head="masked_lm")` ini
 ties its decoder to the input embeddings. A fresh head starts above the uniform-guess loss, so
 domain adaptation is judged on held-out text against a head-only warm-up, not against step 0.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,10 +45,17 @@ def windows(texts, tokenizer, max_length: int = 128, overlap: int = 32, whole_wo
     `word_ids` (-1 on special tokens) marks which tokens form one word, for whole-word masking.
     """
     import datasets
+
     if not 0 <= overlap < max_length - 2:
         raise ValueError(f"overlap must be in [0, max_length - 2), got {overlap} for max_length {max_length}")
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=overlap,
-                    return_overflowing_tokens=True, return_special_tokens_mask=True)
+    enc = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        stride=overlap,
+        return_overflowing_tokens=True,
+        return_special_tokens_mask=True,
+    )
     cols = {k: enc[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")}
     if whole_word:
         cols["word_ids"] = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(enc["input_ids"]))]
@@ -58,7 +66,7 @@ def word_offsets(word_ids, width: int) -> np.ndarray:
     """Fake offsets [B, width, 2] whose gaps sit exactly at word starts, from word ids [B][T] (-1 = special)."""
     w = np.full((len(word_ids), width), -1, dtype=np.int64)
     for i, ids in enumerate(word_ids):
-        w[i, :len(ids)] = ids
+        w[i, : len(ids)] = ids
     start = np.arange(width)[None, :] + np.maximum.accumulate(np.maximum(w, 0), axis=1)
     return np.stack([start, start + 1], axis=-1)  # next word id -> start jumps past the previous end
 
@@ -80,7 +88,8 @@ class WholeWordCollator(DataCollatorForLanguageModeling):
         special = batch.pop("special_tokens_mask")
         offsets = word_offsets(word_ids, batch["input_ids"].shape[1])
         batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
-            batch["input_ids"], special_tokens_mask=special, offset_mapping=offsets)
+            batch["input_ids"], special_tokens_mask=special, offset_mapping=offsets
+        )
         return batch
 
 
@@ -137,7 +146,8 @@ def set_trainable(model, stage: str, freeze_embeddings: bool = True) -> dict[str
     head_ids = {id(p) for p in lm_head(model).parameters()}
     for p in model.parameters():
         p.requires_grad = (id(p) in head_ids or stage == "full") and not (
-            p is words and (stage == "head" or freeze_embeddings))
+            p is words and (stage == "head" or freeze_embeddings)
+        )
     return {"trainable": models.n_params(model, trainable=True), "total": models.n_params(model)}
 
 
@@ -155,7 +165,7 @@ def load_head_state(model, state: dict[str, torch.Tensor]) -> None:
 def fixed_batches(dataset, collate, batch_size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Held-out batches masked once (give `collate` a seed), so every model is scored on the same tokens."""
     rows = [dataset[i] for i in range(len(dataset))]
-    return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return [collate(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
 @torch.inference_mode()
@@ -186,9 +196,22 @@ class HeldoutCurve(TrainerCallback):
             self.rows.append({"step": state.global_step, "eval_loss": masked_loss(model, self.batches)["loss"]})
 
 
-def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, out_dir: str | Path | None = None,
-                lr: float = 1e-4, batch_size: int = 16, evals: int = 4, freeze_embeddings: bool = True,
-                seed: int = 0, **fit_kw):
+def train_stage(
+    model,
+    train_ds,
+    collate,
+    heldout,
+    *,
+    stage: str,
+    steps: int,
+    out_dir: str | Path | None = None,
+    lr: float = 1e-4,
+    batch_size: int = 16,
+    evals: int = 4,
+    freeze_embeddings: bool = True,
+    seed: int = 0,
+    **fit_kw,
+):
     """Train `steps` steps of one stage ('head' | 'full') with polarkit.train.fit -> (trainer, history).
 
     history: DataFrame[step, train_loss, eval_loss, stage]; eval_loss on the fixed held-out batches.
@@ -199,10 +222,22 @@ def train_stage(model, train_ds, collate, heldout, *, stage: str, steps: int, ou
         raise ValueError(f"steps must be >= 1, got {steps}")
     set_trainable(model, stage, freeze_embeddings)
     curve = HeldoutCurve(heldout, steps // max(1, evals))
-    trainer, _ = train.fit(model, train_ds, None, out_dir=out_dir, max_steps=steps, lr=lr, batch_size=batch_size,
-                           collator=collate, group_by_length=False, seed=seed, callbacks=[curve],
-                           logging_steps=max(1, steps // 20),  # ~20 training-loss points per stage
-                           remove_unused_columns=False, **fit_kw)  # keep word_ids for the collator
+    trainer, _ = train.fit(
+        model,
+        train_ds,
+        None,
+        out_dir=out_dir,
+        max_steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        collator=collate,
+        group_by_length=False,
+        seed=seed,
+        callbacks=[curve],
+        logging_steps=max(1, steps // 20),  # ~20 training-loss points per stage
+        remove_unused_columns=False,
+        **fit_kw,
+    )  # keep word_ids for the collator
     logged = [{"step": e["step"], "train_loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
     hist = pd.concat([pd.DataFrame(logged), pd.DataFrame(curve.rows)], ignore_index=True)
     return trainer, hist.groupby("step", as_index=False).first().assign(stage=stage)

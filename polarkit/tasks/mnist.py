@@ -3,6 +3,7 @@
 Both models take `pixel_values` [B, 1, 28, 28] (+ optional `labels` [B]) and return `loss` and
 `logits` [B, 10], so `polarkit.train.fit` (i.e. `transformers.Trainer`) trains either one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,21 +40,25 @@ class MnistDataset(torch.utils.data.Dataset):
     def pixels(self) -> torch.Tensor:
         """All images, unshifted: float [N, 1, 28, 28]."""
         s = self.shift
-        return self.padded[..., s:s + 28, s:s + 28]
+        return self.padded[..., s : s + 28, s : s + 28]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict:
         dy, dx = torch.randint(0, 2 * self.shift + 1, (2,)).tolist() if self.shift else (0, 0)
-        return {"pixel_values": self.padded[i, :, dy:dy + 28, dx:dx + 28], "labels": self.labels[i]}
+        return {"pixel_values": self.padded[i, :, dy : dy + 28, dx : dx + 28], "labels": self.labels[i]}
 
 
 def conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     """Conv (same padding) -> 2x2 max-pool -> BatchNorm -> ReLU: [B, c_in, H, W] -> [B, c_out, H/2, W/2]."""
     # pooling before BatchNorm/ReLU runs them on a quarter of the pixels: ~30% faster steps on CPU
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.MaxPool2d(2),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class SmallCNN(nn.Module):
@@ -64,8 +69,14 @@ class SmallCNN(nn.Module):
         c1, c2, c3 = channels
         # 5x5 first: wide receptive field at full resolution is cheap with one input channel
         self.features = nn.Sequential(conv_block(1, c1, 5), conv_block(c1, c2, 3), conv_block(c2, c3, 3))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * 3 * 3, hidden),
-                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c3 * 3 * 3, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_labels),
+        )
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """pixel_values [B, 1, 28, 28], labels [B] -> {"loss": scalar (with labels), "logits": [B, 10]}."""
@@ -76,19 +87,36 @@ class SmallCNN(nn.Module):
         return out
 
 
-def vit(patch_size: int = 7, depth: int = 6, width: int = 128, heads: int = 4, mlp_ratio: float = 2.0,
-        dropout: float = 0.0, num_labels: int = 10, **config) -> ViTForImageClassification:
+def vit(
+    patch_size: int = 7,
+    depth: int = 6,
+    width: int = 128,
+    heads: int = 4,
+    mlp_ratio: float = 2.0,
+    dropout: float = 0.0,
+    num_labels: int = 10,
+    **config,
+) -> ViTForImageClassification:
     """A randomly initialised `ViTForImageClassification` for [B, 1, 28, 28] digits (28 / patch_size)^2 tokens."""
     if 28 % patch_size:
         raise ValueError(f"patch_size must divide 28 (2, 4, 7, 14), got {patch_size}")
     if width % heads:
         raise ValueError(f"width {width} must be a multiple of heads {heads}")
-    cfg = ViTConfig(image_size=28, num_channels=1, patch_size=patch_size, hidden_size=width,
-                    num_hidden_layers=depth, num_attention_heads=heads,
-                    intermediate_size=int(width * mlp_ratio), hidden_dropout_prob=dropout,
-                    attention_probs_dropout_prob=dropout, num_labels=num_labels,
-                    id2label=dict(enumerate(CLASSES)), label2id={c: i for i, c in enumerate(CLASSES)},
-                    **config)
+    cfg = ViTConfig(
+        image_size=28,
+        num_channels=1,
+        patch_size=patch_size,
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=int(width * mlp_ratio),
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        num_labels=num_labels,
+        id2label=dict(enumerate(CLASSES)),
+        label2id={c: i for i, c in enumerate(CLASSES)},
+        **config,
+    )
     return ViTForImageClassification(cfg)
 
 
@@ -114,8 +142,15 @@ def predictions_frame(logits, labels) -> pd.DataFrame:
     """Logits [N, 10] and labels [N] -> DataFrame[index, label, pred, confidence, correct]."""
     prob = score.softmax(logits)
     pred = prob.argmax(axis=1)
-    return pd.DataFrame({"index": np.arange(len(pred)), "label": np.asarray(labels), "pred": pred,
-                         "confidence": prob.max(axis=1).round(4), "correct": pred == np.asarray(labels)})
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(pred)),
+            "label": np.asarray(labels),
+            "pred": pred,
+            "confidence": prob.max(axis=1).round(4),
+            "correct": pred == np.asarray(labels),
+        }
+    )
 
 
 def mistakes(images, preds: pd.DataFrame, k: int = 24) -> tuple[np.ndarray, list[str]]:

@@ -5,6 +5,7 @@ Scores are trained on the 0-1 scale (score / 5) and reported on 0-5: the cross-e
 `EncoderClassifier` regressing score / 5; the bi-encoder (SBERT) regresses the cosine of the two
 mean-pooled embeddings onto score / 5 with MSE.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,17 +54,28 @@ def preprocess(df: pd.DataFrame, do_clean: bool = True, dedup: bool = True) -> p
     return check(out.reset_index(drop=True), "after preprocessing")
 
 
-def load_splits(do_clean: bool = True, dedup: bool = True, val_frac: float = 0.1, korsts: bool = False,
-                n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-                seed: int = 0) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+def load_splits(
+    do_clean: bool = True,
+    dedup: bool = True,
+    val_frac: float = 0.1,
+    korsts: bool = False,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """({"train", "val", "test"} frames, counts table). KLUE train -> preprocess -> seeded 9:1 split;
     test = the official dev JSON (519 pairs, all kept), cleaned like the training text;
     `korsts` adds KorSTS train + dev to train only; n_* subsample after the split (None = all)."""
     raw = data.load_klue_sts("train")
     pre = preprocess(raw, do_clean, dedup)
     train, val = data.train_val_split(pre, val_frac, seed)
-    counts = {"KLUE train (raw)": len(raw), "after preprocessing": len(pre), "train split": len(train),
-              "val split": len(val)}
+    counts = {
+        "KLUE train (raw)": len(raw),
+        "after preprocessing": len(pre),
+        "train split": len(train),
+        "val split": len(val),
+    }
     if korsts:
         extra = preprocess(pd.concat([data.load_korsts("train"), data.load_korsts("dev")]), do_clean, dedup)
         train = pd.concat([train, extra.drop(columns=["source"])], ignore_index=True)
@@ -71,8 +83,11 @@ def load_splits(do_clean: bool = True, dedup: bool = True, val_frac: float = 0.1
     test = check(data.load_klue_sts("dev"), "KLUE-STS dev")  # every official pair stays, even if cleaning empties it
     if do_clean:
         test = test.assign(sentence1=test["sentence1"].map(clean), sentence2=test["sentence2"].map(clean))
-    splits = {"train": data.sample(train, n_train, seed), "val": data.sample(val, n_val, seed),
-              "test": data.sample(test, n_test, seed)}
+    splits = {
+        "train": data.sample(train, n_train, seed),
+        "val": data.sample(val, n_val, seed),
+        "test": data.sample(test, n_test, seed),
+    }
     for name, df in splits.items():
         check(df, f"{name} split")
     counts |= {f"used: {k}": len(v) for k, v in splits.items()}
@@ -80,6 +95,7 @@ def load_splits(do_clean: bool = True, dedup: bool = True, val_frac: float = 0.1
 
 
 # ---- EDA augmentation (Wei & Zou 2019): random deletion / random swap of words ----
+
 
 def random_deletion(sentence: str, p: float, rng: np.random.Generator) -> str:
     """Drop each word with probability p; always keep at least one word."""
@@ -99,8 +115,7 @@ def random_swap(sentence: str, n: int, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
-def augment(df: pd.DataFrame, frac: float = 0.2, p_delete: float = 0.1, n_swap: int = 1,
-            seed: int = 0) -> pd.DataFrame:
+def augment(df: pd.DataFrame, frac: float = 0.2, p_delete: float = 0.1, n_swap: int = 1, seed: int = 0) -> pd.DataFrame:
     """New rows for a seeded `frac` of df: half by random deletion, half by random swap, applied to
     both sentences; the score is kept. Returns only the new rows (changed text), `augmented`=True."""
     if frac <= 0:
@@ -118,6 +133,7 @@ def augment(df: pd.DataFrame, frac: float = 0.2, p_delete: float = 0.1, n_swap: 
 
 # ---- model inputs ----
 
+
 def pair_lengths(df: pd.DataFrame, tokenizer) -> np.ndarray:
     """Token count of each (sentence1, sentence2) pair as the cross-encoder sees it, [N]."""
     enc = tokenizer(df["sentence1"].tolist(), df["sentence2"].tolist(), truncation=False, verbose=False)
@@ -128,8 +144,17 @@ def length_table(lengths: Sequence[int], max_length: int) -> pd.DataFrame:
     """Percentiles of token lengths and the share of pairs cut at max_length, as a one-row table."""
     x = np.asarray(lengths)
     row = {f"p{q}": float(np.percentile(x, q)) for q in (50, 90, 95, 99)}
-    return pd.DataFrame([{"n": len(x), "mean": float(x.mean()), **row, "max": int(x.max()),
-                          f"share > {max_length}": float((x > max_length).mean())}])
+    return pd.DataFrame(
+        [
+            {
+                "n": len(x),
+                "mean": float(x.mean()),
+                **row,
+                "max": int(x.max()),
+                f"share > {max_length}": float((x > max_length).mean()),
+            }
+        ]
+    )
 
 
 def cross_dataset(df: pd.DataFrame, tokenizer, max_length: int = 128):
@@ -137,8 +162,15 @@ def cross_dataset(df: pd.DataFrame, tokenizer, max_length: int = 128):
     from polarkit.tasks.classifier import text_dataset
 
     check(df)
-    return text_dataset(df.assign(target=df["score"] / SCALE), tokenizer, "sentence1", "sentence2",
-                    "target", max_length, label_dtype="float")
+    return text_dataset(
+        df.assign(target=df["score"] / SCALE),
+        tokenizer,
+        "sentence1",
+        "sentence2",
+        "target",
+        max_length,
+        label_dtype="float",
+    )
 
 
 def bi_dataset(df: pd.DataFrame, tokenizer, max_length: int = 64, prefix: str = ""):
@@ -151,11 +183,16 @@ def bi_dataset(df: pd.DataFrame, tokenizer, max_length: int = 64, prefix: str = 
     sides = [[prefix + str(s) for s in df[c]] for c in ("sentence1", "sentence2")]
     n_long = [np.array([len(x) for x in tokenizer(t, verbose=False)["input_ids"]]) > max_length for t in sides]
     a, b = (tokenizer(t, truncation=True, max_length=max_length) for t in sides)
-    ds = datasets.Dataset.from_dict({
-        "input_ids_a": a["input_ids"], "attention_mask_a": a["attention_mask"],
-        "input_ids_b": b["input_ids"], "attention_mask_b": b["attention_mask"],
-        "labels": (df["score"] / SCALE).astype("float32").tolist(),
-        "length": [max(len(x), len(y)) for x, y in zip(a["input_ids"], b["input_ids"])]})
+    ds = datasets.Dataset.from_dict(
+        {
+            "input_ids_a": a["input_ids"],
+            "attention_mask_a": a["attention_mask"],
+            "input_ids_b": b["input_ids"],
+            "attention_mask_b": b["attention_mask"],
+            "labels": (df["score"] / SCALE).astype("float32").tolist(),
+            "length": [max(len(x), len(y)) for x, y in zip(a["input_ids"], b["input_ids"])],
+        }
+    )
     return ds, int((n_long[0] | n_long[1]).sum())
 
 
@@ -168,7 +205,7 @@ class PairCollator:
     def _pad(self, seqs: list, value: int) -> torch.Tensor:
         out = torch.full((len(seqs), max(len(s) for s in seqs)), value, dtype=torch.long)
         for i, s in enumerate(seqs):
-            out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+            out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         return out
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
@@ -198,27 +235,39 @@ class BiEncoder(nn.Module):
 
     def forward(self, input_ids_a, attention_mask_a, input_ids_b, attention_mask_b, labels=None):
         """-> {"loss": MSE or None, "logits": cosine [B]}."""
-        cos = nn.functional.cosine_similarity(self.embed(input_ids_a, attention_mask_a),
-                                              self.embed(input_ids_b, attention_mask_b), dim=-1)
+        cos = nn.functional.cosine_similarity(
+            self.embed(input_ids_a, attention_mask_a), self.embed(input_ids_b, attention_mask_b), dim=-1
+        )
         loss = None if labels is None else nn.functional.mse_loss(cos, labels.to(cos.dtype))
         return {"loss": loss, "logits": cos}
 
 
-def bi_scores(encoder: nn.Module, tokenizer, s1: Sequence[str], s2: Sequence[str], prefix: str = "",
-              max_length: int = 64, batch_size: int = 64) -> np.ndarray:
+def bi_scores(
+    encoder: nn.Module,
+    tokenizer,
+    s1: Sequence[str],
+    s2: Sequence[str],
+    prefix: str = "",
+    max_length: int = 64,
+    batch_size: int = 64,
+) -> np.ndarray:
     """Cosine of mean-pooled embeddings of s1[i] and s2[i], times 5, [N] (zero-shot or fine-tuned)."""
     kw = dict(prefix=prefix, max_length=max_length, batch_size=batch_size, progress=False)
-    return embed.pairwise_cos_sim(embed.encode(encoder, tokenizer, s1, **kw),
-                                  embed.encode(encoder, tokenizer, s2, **kw)) * SCALE
+    return (
+        embed.pairwise_cos_sim(embed.encode(encoder, tokenizer, s1, **kw), embed.encode(encoder, tokenizer, s2, **kw))
+        * SCALE
+    )
 
 
 # ---- predictor ----
 
+
 class Similarity:
     """`similarity(s1, s2) -> float` in 0-5 from a trained cross-encoder or bi-encoder."""
 
-    def __init__(self, model: nn.Module, tokenizer, family: str, max_length: int = 128, prefix: str = "",
-                 do_clean: bool = False):
+    def __init__(
+        self, model: nn.Module, tokenizer, family: str, max_length: int = 128, prefix: str = "", do_clean: bool = False
+    ):
         check_family(family)
         self.model, self.tokenizer, self.family = model, tokenizer, family
         self.max_length, self.prefix, self.do_clean = max_length, prefix, do_clean
@@ -232,6 +281,7 @@ class Similarity:
             z = bi_scores(enc, self.tokenizer, s1, s2, self.prefix, self.max_length, batch_size)
         else:
             from polarkit.tasks.classifier import Predictor
+
             z = Predictor(self.model, self.tokenizer, [], self.max_length).logits(s1, s2, batch_size)[:, 0] * SCALE
         return np.clip(z, 0.0, SCALE)
 
@@ -247,13 +297,12 @@ class Similarity:
         else:
             (self.model.encoder if isinstance(self.model, BiEncoder) else self.model).save_pretrained(d)
             self.tokenizer.save_pretrained(d)
-        meta = {"family": self.family, "max_length": self.max_length, "prefix": self.prefix,
-                "clean": self.do_clean}
+        meta = {"family": self.family, "max_length": self.max_length, "prefix": self.prefix, "clean": self.do_clean}
         (d / "sts.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         return d
 
     @classmethod
-    def load(cls, directory) -> "Similarity":
+    def load(cls, directory) -> Similarity:
         """The predictor saved by `save` (eval mode)."""
         from transformers import AutoModel, AutoTokenizer
 
@@ -307,12 +356,16 @@ def fit_kwargs(family: str, tokenizer) -> dict:
 
 # ---- report tables ----
 
-def by_source(df: pd.DataFrame, pred_col: str = "pred", gold_col: str = "score",
-              source_col: str = "source") -> pd.DataFrame:
+
+def by_source(
+    df: pd.DataFrame, pred_col: str = "pred", gold_col: str = "score", source_col: str = "source"
+) -> pd.DataFrame:
     """Pearson, Spearman, F1@3 per source family (airbnb / policy / paraKQC) and overall."""
     fam = df[source_col].astype(str).str.split("-").str[0]
-    rows = [{"source": name, "n": len(g), **score.similarity(g[gold_col], g[pred_col])}
-            for name, g in df.groupby(fam, sort=True)]
+    rows = [
+        {"source": name, "n": len(g), **score.similarity(g[gold_col], g[pred_col])}
+        for name, g in df.groupby(fam, sort=True)
+    ]
     rows.append({"source": "all", "n": len(df), **score.similarity(df[gold_col], df[pred_col])})
     return pd.DataFrame(rows)
 

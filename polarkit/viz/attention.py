@@ -6,6 +6,7 @@ open anywhere without network. bertviz's data grows with layers x heads x tokens
 tokens are capped, weights rounded to 3 decimals and bertviz's duplicate copy of the data dropped:
 64 tokens of a 12-layer x 12-head model take ~3 MB per view instead of bertviz's ~27 MB.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,11 +32,23 @@ REQUIRE_SHIM = """window.requirejs = window.require = function (deps, cb) {
 window.require.config = function () {};"""
 # bertviz fills PYTHON_PARAMS with str.replace, which also pastes a second copy of the data
 # into the comment after it ("// HACK: PYTHON_PARAMS is a template marker ..."): match both.
-_PARAMS = re.compile(r"const params = (.*?); // HACK: .*? is a template marker that is replaced by actual params\.", re.S)
+_PARAMS = re.compile(
+    r"const params = (.*?); // HACK: .*? is a template marker that is replaced by actual params\.", re.S
+)
 
 
-def attention_views(model, tokenizer, text: str, text_pair: str | None = None, *, name: str = "example",
-                    max_tokens: int = 64, layers=None, heads=None, out_dir=None) -> dict:
+def attention_views(
+    model,
+    tokenizer,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    name: str = "example",
+    max_tokens: int = 64,
+    layers=None,
+    heads=None,
+    out_dir=None,
+) -> dict:
     """Run `model` once on `text` (+ `text_pair`) and save its attention as HTML views and a PNG grid.
 
     Writes `<run>/attention/<name>_{head,model}_view.html` and `<run>/figures/attention_<name>.png`
@@ -45,9 +58,17 @@ def attention_views(model, tokenizer, text: str, text_pair: str | None = None, *
     the cut, "truncated": bool, "figure": the PNG's Figure for inline display}.
     """
     tokens, attn, n_total, b_start = run_attention(model, tokenizer, text, text_pair, max_tokens=max_tokens)
-    return save_views(attn, tokens, sentence_b_start=b_start, n_total=n_total, name=name,
-                      layers=layers, heads=heads, out_dir=out_dir,
-                      subtitle=_shorten(f"{type(model).__name__}: {' / '.join(t for t in (text, text_pair) if t)}"))
+    return save_views(
+        attn,
+        tokens,
+        sentence_b_start=b_start,
+        n_total=n_total,
+        name=name,
+        layers=layers,
+        heads=heads,
+        out_dir=out_dir,
+        subtitle=_shorten(f"{type(model).__name__}: {' / '.join(t for t in (text, text_pair) if t)}"),
+    )
 
 
 def _shorten(s: str, limit: int = 300) -> str:
@@ -96,8 +117,18 @@ def _sentence_b_start(enc, text_pair) -> int | None:
     return ids.index(1) if 1 in ids else None
 
 
-def save_views(attn, tokens, *, sentence_b_start=None, n_total=None, name="example", layers=None,
-               heads=None, out_dir=None, subtitle="") -> dict:
+def save_views(
+    attn,
+    tokens,
+    *,
+    sentence_b_start=None,
+    n_total=None,
+    name="example",
+    layers=None,
+    heads=None,
+    out_dir=None,
+    subtitle="",
+) -> dict:
     """Save head view, model view and PNG grid of one (L,H,T,T) attention array; see attention_views."""
     attn = np.asarray(attn, dtype=float)
     n = len(tokens)
@@ -107,8 +138,14 @@ def save_views(attn, tokens, *, sentence_b_start=None, n_total=None, name="examp
     html_dir = Path(out_dir) if out_dir is not None else plots._run_dir("attention_dir")
     paths = {}
     for kind in ("head", "model"):
-        page = view_html(kind, attn, tokens, sentence_b_start=sentence_b_start,
-                         title=f"{name}: {kind} view", note="\n".join(t for t in (subtitle, note) if t))
+        page = view_html(
+            kind,
+            attn,
+            tokens,
+            sentence_b_start=sentence_b_start,
+            title=f"{name}: {kind} view",
+            note="\n".join(t for t in (subtitle, note) if t),
+        )
         paths[f"{kind}_view"] = _write(html_dir, f"{plots.safe_name(name)}_{kind}_view.html", page)
     title = f"{name}: attention" + (f" ({shown})" if shown else "")
     fig = heatmap_grid(attn, tokens, layers=layers, heads=heads, title=title)
@@ -199,13 +236,23 @@ def heatmap_grid(attn, tokens, *, layers=None, heads=None, title=None):
     gap = _label_inches(labels, fontsize)  # room for a rotated/left tick-label column
     width, height = ncols * (side + gap) + 0.3, nrows * (side + gap + 0.35) + 0.5
     fig = Figure(figsize=(width, height))
-    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw=dict(
-        left=gap / width, right=1 - 0.3 / width, bottom=gap / height, top=1 - 0.85 / height,
-        wspace=gap / side, hspace=(gap + 0.35) / side))
+    axes = fig.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        gridspec_kw=dict(
+            left=gap / width,
+            right=1 - 0.3 / width,
+            bottom=gap / height,
+            top=1 - 0.85 / height,
+            wspace=gap / side,
+            hspace=(gap + 0.35) / side,
+        ),
+    )
     for ax, (l, h) in zip(axes.flat, panels):
         plots.draw_heatmap(ax, attn[l, h], labels, labels, cmap="Blues", fontsize=fontsize, vmin=0)
         ax.set_title(f"layer {l} · head {h}", fontsize=10)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, y=1 - 0.25 / height, va="top")

@@ -5,6 +5,7 @@ Search order: the NanumGothic TTFs shipped by the PyPI package `koreanize-matplo
 then fonts matplotlib already knows (e.g. Debian `fonts-nanum`, `fonts-noto-cjk`), then
 fontconfig (`fc-list :lang=ko`) for fonts installed after matplotlib built its cache.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,16 @@ from matplotlib.ft2font import FT2Font
 
 PROBE = "한글가힣"  # a font counts as Hangul-capable only if it has all of these glyphs
 KNOWN_FAMILIES = (  # preferred system families, best first
-    "NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR", "Source Han Sans KR",
-    "Malgun Gothic", "Apple SD Gothic Neo", "AppleGothic", "UnDotum", "Baekmuk Gulim",
+    "NanumGothic",
+    "NanumBarunGothic",
+    "Noto Sans CJK KR",
+    "Noto Sans KR",
+    "Source Han Sans KR",
+    "Malgun Gothic",
+    "Apple SD Gothic Neo",
+    "AppleGothic",
+    "UnDotum",
+    "Baekmuk Gulim",
 )
 LATIN_FALLBACK = "DejaVu Sans"  # ships with matplotlib; covers the U+2212 minus, math symbols
 _warned = False
@@ -56,8 +65,13 @@ def _system_fonts() -> list[Path]:
         out = subprocess.run(["fc-list", ":lang=ko", "file", "family"], capture_output=True, text=True).stdout
         found = [line.split(": ", 1) + [""] for line in out.splitlines() if line.strip()]
         rank = {name: i for i, name in enumerate(KNOWN_FAMILIES)}
-        found.sort(key=lambda f: (min([rank[n] for n in f[1].split(",") if n in rank] or [len(rank)]),
-                                  "bold" in f[0].lower(), f[0]))  # known families first, regular weight first
+        found.sort(
+            key=lambda f: (
+                min([rank[n] for n in f[1].split(",") if n in rank] or [len(rank)]),
+                "bold" in f[0].lower(),
+                f[0],
+            )
+        )  # known families first, regular weight first
         paths += [Path(f[0].rstrip(":")) for f in found]
     return paths
 
@@ -87,7 +101,9 @@ def setup() -> str | None:
             warnings.warn(
                 "polarkit.viz: no Hangul-capable font found, Korean text in plots will show as "
                 "empty boxes. Install one: `pip install koreanize-matplotlib` or "
-                "`apt-get install -y fonts-nanum`.", stacklevel=2)
+                "`apt-get install -y fonts-nanum`.",
+                stacklevel=2,
+            )
         return None
     matplotlib.rcParams.update(rc())
     return name
@@ -104,5 +120,4 @@ def rc() -> dict:
         return {}
     # Per-glyph fallback goes along font.family (matplotlib >= 3.6): Hangul from `name`,
     # anything it lacks (e.g. U+2212 minus, ✓) from DejaVu Sans.
-    return {"font.family": [name, LATIN_FALLBACK],
-            "axes.unicode_minus": False}  # Hangul fonts often lack U+2212
+    return {"font.family": [name, LATIN_FALLBACK], "axes.unicode_minus": False}  # Hangul fonts often lack U+2212

@@ -11,6 +11,7 @@ Importing this applies `theme()`: seaborn's whitegrid theme with the Hangul font
 with `viz.theme(...)`, not `sns.set_theme(...)`: seaborn's theme resets the font family, and
 Korean text would then show as empty boxes.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,8 +57,9 @@ def save(fig: Figure, name: str, *, out_dir: str | Path | None = None, dpi: int 
     return fig
 
 
-def write_png(fig: Figure, name: str, *, out_dir: str | Path | None = None, dpi: int = 120,
-              tight: bool | None = None) -> Path | None:
+def write_png(
+    fig: Figure, name: str, *, out_dir: str | Path | None = None, dpi: int = 120, tight: bool | None = None
+) -> Path | None:
     """Like `save` but returns the PNG path (None when no run is active and no out_dir is given).
 
     tight: crop to the drawn content (one extra layout pass); default: unless a layout engine
@@ -110,8 +112,9 @@ def curves(history, metrics: Sequence[str] = ("loss",), *, x: str | None = None,
     return fig
 
 
-def confusion(y_true, y_pred, labels: Sequence | None = None, *, normalize: str | None = None,
-              title: str | None = None) -> Figure:
+def confusion(
+    y_true, y_pred, labels: Sequence | None = None, *, normalize: str | None = None, title: str | None = None
+) -> Figure:
     """Confusion matrix (rows true, columns predicted) of two (N,) label arrays, each cell annotated.
 
     labels: the class values, or display names for integer classes 0..K-1 (e.g. ["부정", "긍정"]).
@@ -129,9 +132,21 @@ def confusion(y_true, y_pred, labels: Sequence | None = None, *, normalize: str 
     k = len(values)
     fig, ax = figure(size=(max(4.0, 0.45 * k + 2.5),) * 2)
     slanted = k > 6 and max(len(str(n)) for n in names) > 3  # e.g. digits 0..9 stay upright
-    draw_heatmap(ax, matrix, names, names, cmap="Blues", rotation=45 if slanted else 0, annotate=True,
-                 fmt=".2f" if normalize else "d", annot_kws={"fontsize": 10 if k <= 12 else 8},
-                 square=True, vmin=0, linewidths=0.5, linecolor="white")
+    draw_heatmap(
+        ax,
+        matrix,
+        names,
+        names,
+        cmap="Blues",
+        rotation=45 if slanted else 0,
+        annotate=True,
+        fmt=".2f" if normalize else "d",
+        annot_kws={"fontsize": 10 if k <= 12 else 8},
+        square=True,
+        vmin=0,
+        linewidths=0.5,
+        linecolor="white",
+    )
     ax.set(xlabel="Predicted label", ylabel="True label", title=title or "confusion matrix")
     return fig
 
@@ -174,8 +189,7 @@ def hist(values, bins: int = 30, title: str | None = None, *, xlabel: str | None
     arrays = [np.asarray(v, float).ravel() for v in groups.values()]
     fig, ax = figure()
     if len(groups) > 1:
-        data = pd.DataFrame({"value": np.concatenate(arrays),
-                             "group": np.repeat(names, [len(a) for a in arrays])})
+        data = pd.DataFrame({"value": np.concatenate(arrays), "group": np.repeat(names, [len(a) for a in arrays])})
         sns.histplot(data, x="value", hue="group", hue_order=names, bins=bins, common_bins=True, alpha=0.5, ax=ax)
         if ax.get_legend() is not None:
             ax.get_legend().set_title(None)
@@ -185,23 +199,51 @@ def hist(values, bins: int = 30, title: str | None = None, *, xlabel: str | None
     return fig
 
 
-def heatmap(matrix, row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None, *,
-            title: str | None = None, cmap: str = "viridis", annotate: bool | None = None) -> Figure:
+def heatmap(
+    matrix,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    cmap: str = "viridis",
+    annotate: bool | None = None,
+) -> Figure:
     """Heatmap of a (R,C) matrix (e.g. cosine similarities) with optional labels and a colour bar;
     cells annotated when small (R*C <= 100). NaN cells are left blank."""
     matrix = np.asarray(matrix, float)
     r, c = matrix.shape
     fig, ax = figure(size=(min(14, 1.5 + 0.4 * c), min(14, 1.2 + 0.4 * r)))
     short = col_labels is None or max((len(str(t)) for t in col_labels), default=0) <= 4
-    draw_heatmap(ax, matrix, row_labels, col_labels, cmap=cmap, rotation=0 if short else 90,
-                 annotate=annotate if annotate is not None else r * c <= 100, annot_kws={"fontsize": 7},
-                 cbar=True, cbar_kws={"shrink": 0.8})
+    draw_heatmap(
+        ax,
+        matrix,
+        row_labels,
+        col_labels,
+        cmap=cmap,
+        rotation=0 if short else 90,
+        annotate=annotate if annotate is not None else r * c <= 100,
+        annot_kws={"fontsize": 7},
+        cbar=True,
+        cbar_kws={"shrink": 0.8},
+    )
     ax.set_title(title)
     return fig
 
 
-def draw_heatmap(ax, matrix, row_labels=None, col_labels=None, *, cmap="viridis", fontsize=None, rotation=90,
-                 annotate: bool = False, fmt: str = ".2g", cbar: bool = False, **kw):
+def draw_heatmap(
+    ax,
+    matrix,
+    row_labels=None,
+    col_labels=None,
+    *,
+    cmap="viridis",
+    fontsize=None,
+    rotation=90,
+    annotate: bool = False,
+    fmt: str = ".2g",
+    cbar: bool = False,
+    **kw,
+):
     """Draw a (R,C) matrix on `ax` with seaborn, row 0 at the top, every row/column labelled.
 
     Cell (i, j) spans x in [j, j+1] and y in [i, i+1]; NaN cells stay blank. Without labels the axis
@@ -211,39 +253,61 @@ def draw_heatmap(ax, matrix, row_labels=None, col_labels=None, *, cmap="viridis"
     """
     n_before = len(ax.collections)
     # explicit labels are set below, so seaborn's tick-overlap check (which measures every label) is skipped
-    sns.heatmap(np.asarray(matrix), ax=ax, cmap=cmap, annot=annotate, fmt=fmt, cbar=cbar,
-                xticklabels="auto" if col_labels is None else False,
-                yticklabels="auto" if row_labels is None else False, **kw)
+    sns.heatmap(
+        np.asarray(matrix),
+        ax=ax,
+        cmap=cmap,
+        annot=annotate,
+        fmt=fmt,
+        cbar=cbar,
+        xticklabels="auto" if col_labels is None else False,
+        yticklabels="auto" if row_labels is None else False,
+        **kw,
+    )
     ax.grid(False)
     size = {} if fontsize is None else {"fontsize": fontsize}
     if col_labels is not None:
         slanted = 0 < rotation % 180 < 90
-        ax.set_xticks(np.arange(len(col_labels)) + 0.5, [str(t) for t in col_labels], rotation=rotation,
-                      ha="right" if slanted else "center", rotation_mode="anchor" if slanted else "default", **size)
+        ax.set_xticks(
+            np.arange(len(col_labels)) + 0.5,
+            [str(t) for t in col_labels],
+            rotation=rotation,
+            ha="right" if slanted else "center",
+            rotation_mode="anchor" if slanted else "default",
+            **size,
+        )
     if row_labels is not None:
         ax.set_yticks(np.arange(len(row_labels)) + 0.5, [str(t) for t in row_labels], rotation=0, va="center", **size)
     return ax.collections[n_before]
 
 
-def bars(values, *, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
-         horizontal: bool = False) -> Figure:
+def bars(
+    values, *, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None, horizontal: bool = False
+) -> Figure:
     """Bar chart: one bar per entry of a Series / {name: value} mapping / (N,) array, or grouped bars of a
     DataFrame (one group per row, one coloured bar per column, with a legend).
 
     Names may repeat (e.g. the words of a sentence with their weights): every entry gets its own bar,
     in the given order. horizontal: names down the y axis (first at the top), values along x.
     """
-    frame = values if isinstance(values, pd.DataFrame) else pd.Series(
-        dict(values) if isinstance(values, Mapping) else values).to_frame()
+    frame = (
+        values
+        if isinstance(values, pd.DataFrame)
+        else pd.Series(dict(values) if isinstance(values, Mapping) else values).to_frame()
+    )
     names, series = [str(i) for i in frame.index], [str(c) for c in frame.columns]
     n, grouped = len(names), frame.shape[1] > 1
-    data = pd.DataFrame({"position": np.tile(np.arange(n), len(series)), "series": np.repeat(series, n),
-                         "value": frame.to_numpy(float).T.ravel()})
+    data = pd.DataFrame(
+        {
+            "position": np.tile(np.arange(n), len(series)),
+            "series": np.repeat(series, n),
+            "value": frame.to_numpy(float).T.ravel(),
+        }
+    )
     span = 0.3 * n * (1 + 0.4 * (len(series) - 1))  # inches of bars
     if horizontal:
         fig, ax = figure(size=(6.0, max(2.5, span + 1.2)))
-        sns.barplot(data, y="position", x="value", hue="series" if grouped else None, orient="h",
-                    errorbar=None, ax=ax)
+        sns.barplot(data, y="position", x="value", hue="series" if grouped else None, orient="h", errorbar=None, ax=ax)
         ax.set_yticks(range(n), names)
         ax.axvline(0, color=".3", lw=0.8)
     else:
@@ -251,8 +315,13 @@ def bars(values, *, title: str | None = None, xlabel: str | None = None, ylabel:
         fig, ax = figure(size=(width, 3.6))
         sns.barplot(data, x="position", y="value", hue="series" if grouped else None, errorbar=None, ax=ax)
         slanted = sum(map(len, names)) * 0.12 > 0.8 * width  # about 0.12 inch a character
-        ax.set_xticks(range(n), names, rotation=60 if slanted else 0, ha="right" if slanted else "center",
-                      rotation_mode="anchor" if slanted else "default")
+        ax.set_xticks(
+            range(n),
+            names,
+            rotation=60 if slanted else 0,
+            ha="right" if slanted else "center",
+            rotation_mode="anchor" if slanted else "default",
+        )
         ax.axhline(0, color=".3", lw=0.8)
     if grouped and ax.get_legend() is not None:
         ax.get_legend().set_title(None)
@@ -270,8 +339,9 @@ def signed_colour(weight: float, scale: float) -> tuple[float, float, float, flo
     return (0.86, 0.15, 0.15, a) if weight >= 0 else (0.15, 0.35, 0.86, a)
 
 
-def shaded_words(rows, headers: Sequence[str | None] | None = None, *, width: float = 9.0, fontsize: int = 11,
-                 wrap: int = 48) -> Figure:
+def shaded_words(
+    rows, headers: Sequence[str | None] | None = None, *, width: float = 9.0, fontsize: int = 11, wrap: int = 48
+) -> Figure:
     """Texts drawn word after word in boxes shaded by a signed weight per word (`signed_colour`):
     red for positive, blue for negative, darker for larger |weight| relative to the text's largest.
 
@@ -287,7 +357,7 @@ def shaded_words(rows, headers: Sequence[str | None] | None = None, *, width: fl
     ax.set_axis_off()
     ax.set(xlim=(0, 1), ylim=(n_rows + 0.5, 0))
     row = 0.5
-    for (words, weights), wrapped, header in zip(rows, lines, headers):
+    for (_words, weights), wrapped, header in zip(rows, lines, headers):
         if header:
             ax.text(0.01, row, str(header), fontsize=fontsize - 2, color="#555", va="center")
         scale = max(float(np.abs(np.asarray(weights, float)).max()) if len(weights) else 0.0, 1e-6)
@@ -313,7 +383,13 @@ def _draw_words(fig: Figure, ax, words, row: float, scale: float, fontsize: int)
     """Draw one line of words at `row`, measuring each box to place the next."""
     renderer, x = fig.canvas.get_renderer(), 0.01
     for w, d in words:
-        t = ax.text(x, row, w, fontsize=fontsize, va="center",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": signed_colour(d, scale), "edgecolor": "none"})
+        t = ax.text(
+            x,
+            row,
+            w,
+            fontsize=fontsize,
+            va="center",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": signed_colour(d, scale), "edgecolor": "none"},
+        )
         box = t.get_window_extent(renderer).transformed(ax.transData.inverted())
         x = box.x1 + 0.012

@@ -4,6 +4,7 @@ Measured on NSMC (issue 6): char 1-3-gram TF-IDF + LR on the full train reaches 
 on the official test in about a minute. Multi-label uses one-vs-rest; a pair input
 `(review, keyword)` is joined as "keyword | review", so the model sees the keyword's n-grams too.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,11 +24,13 @@ def joined(texts, pairs=None) -> list[str]:
     return texts if pairs is None else [f"{k} | {t}" for t, k in zip(texts, pairs)]
 
 
-def tfidf_model(kind: str, ngram_max: int = 3, C: float = 1.0, max_features: int | None = 300_000,
-                seed: int = 0) -> Pipeline:
+def tfidf_model(
+    kind: str, ngram_max: int = 3, C: float = 1.0, max_features: int | None = 300_000, seed: int = 0
+) -> Pipeline:
     """Unfitted Pipeline(TfidfVectorizer(char_wb 1..ngram_max, sublinear tf), LR or OneVsRest(LR))."""
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, ngram_max), sublinear_tf=True, min_df=2,
-                          max_features=max_features)
+    vec = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(1, ngram_max), sublinear_tf=True, min_df=2, max_features=max_features
+    )
     lr = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     return Pipeline([("tfidf", vec), ("lr", OneVsRestClassifier(lr) if kind == "multi" else lr)])
 
@@ -64,6 +67,8 @@ def tfidf_proba(model: Pipeline, texts, pairs=None, n_classes: int | None = None
 def tfidf_scorer(model: Pipeline, n_classes: int):
     """`proba(texts, pairs=None, batch_size=None) -> [N, C]`, the same call shape as
     `polarkit.tasks.classifier.Predictor.scores`, so evaluation, highlights and picks take either model."""
+
     def proba(texts, pairs=None, batch_size=None):
         return tfidf_proba(model, texts, pairs, n_classes)
+
     return proba

@@ -1,10 +1,11 @@
 """Scores, tables, the seed-shaped predictor, and the keyword -> polarity pipeline.
 
-    p = predictor.scores(stage.test["text"])                 # [N, C]
-    m = evaluate(stage, p, "test", key_prefix="test_")        # {test_accuracy, test_f1, ...}
-    table, thr = compare(stage, {"transformer": {"val": pv, "test": pt}, "tfidf": {...}}, "test")
-    pairs = pipeline_pairs(texts, kw_probs, kw_labels, thresholds, polarity_proba)
+p = predictor.scores(stage.test["text"])                 # [N, C]
+m = evaluate(stage, p, "test", key_prefix="test_")        # {test_accuracy, test_f1, ...}
+table, thr = compare(stage, {"transformer": {"val": pv, "test": pt}, "tfidf": {...}}, "test")
+pairs = pipeline_pairs(texts, kw_probs, kw_labels, thresholds, polarity_proba)
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -67,20 +68,24 @@ def class_table(stage: Stage, probs, split: str, threshold=0.5) -> pd.DataFrame:
     return table
 
 
-def compare(stage: Stage, probs: dict[str, dict[str, np.ndarray]], test_split: str,
-            threshold: float = 0.5) -> tuple[pd.DataFrame, dict]:
+def compare(
+    stage: Stage, probs: dict[str, dict[str, np.ndarray]], test_split: str, threshold: float = 0.5
+) -> tuple[pd.DataFrame, dict]:
     """Score several models on the same val/test split: probs {model: {"val": [N, C], "test": [M, C]}}.
     Multi-label: also with per-class thresholds chosen on val (`tuned_*` columns, val only decides).
     -> (table: one row per model, columns `{split}_{metric}`; {model: thresholds [C] or the scalar})."""
     rows, chosen = {}, {}
     for name, p in probs.items():
-        m = evaluate(stage, p["val"], "val", threshold) | evaluate(stage, p["test"], "test", threshold,
-                                                                   key_prefix=f"{test_split}_")
+        m = evaluate(stage, p["val"], "val", threshold) | evaluate(
+            stage, p["test"], "test", threshold, key_prefix=f"{test_split}_"
+        )
         chosen[name] = threshold
         if stage.kind == "multi":
             chosen[name] = score.best_thresholds(stage.y("val"), p["val"], default=threshold)
-            m |= {k.replace("_", "_tuned_", 1): v for k, v in
-                  evaluate(stage, p["test"], "test", chosen[name], key_prefix=f"{test_split}_").items()}
+            m |= {
+                k.replace("_", "_tuned_", 1): v
+                for k, v in evaluate(stage, p["test"], "test", chosen[name], key_prefix=f"{test_split}_").items()
+            }
         rows[name] = m
     return pd.DataFrame(rows).T, chosen
 
@@ -96,8 +101,9 @@ def flat_metrics(table: pd.DataFrame, main: str = "transformer", tag: str = "") 
     return out
 
 
-def score_pipeline(data, keyword_proba: dict[str, Callable], polarity_proba: dict[str, Callable],
-                   threshold: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def score_pipeline(
+    data, keyword_proba: dict[str, Callable], polarity_proba: dict[str, Callable], threshold: float = 0.5
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """keyword_sentiment: score each model's keyword stage (val-chosen per-class thresholds), then its
     full pipeline (keywords -> polarity per keyword) on the held-out reviews by pair micro-F1.
     keyword_proba / polarity_proba: {model name: proba}. -> (keyword table, pipeline table,
@@ -133,22 +139,32 @@ class ReviewPredictor:
     def __init__(self, proba: Callable, labels: Sequence[str], kind: str, threshold=0.5):
         self.proba, self.labels, self.kind, self.threshold = proba, list(labels), kind, threshold
 
-    def predict(self, texts: Sequence[str], keywords: Sequence[str] | None = None,
-                batch_size: int = 64) -> list[dict]:
+    def predict(self, texts: Sequence[str], keywords: Sequence[str] | None = None, batch_size: int = 64) -> list[dict]:
         texts = [str(t) for t in texts]
         p = np.asarray(self.proba(texts, None if keywords is None else list(keywords), batch_size=batch_size))
         names = label_names(p, self.labels, self.kind, self.threshold)
         out = []
         for i, (t, row) in enumerate(zip(texts, p)):
             label = [n for n in names[i].split(", ") if n] if self.kind == "multi" else names[i]
-            item = {"text": t, "label": label, "confidence": float(row.max()),
-                    "probs": {c: round(float(v), 4) for c, v in zip(self.labels, row)}}
+            item = {
+                "text": t,
+                "label": label,
+                "confidence": float(row.max()),
+                "probs": {c: round(float(v), 4) for c, v in zip(self.labels, row)},
+            }
             out.append(item | ({"keyword": keywords[i]} if keywords is not None else {}))
         return out
 
 
-def pipeline_pairs(texts: Sequence[str], keyword_probs, keyword_labels: Sequence[str], threshold,
-                   polarity_proba: Callable, at_least_one: bool = True, batch_size: int = 64) -> list[list[tuple]]:
+def pipeline_pairs(
+    texts: Sequence[str],
+    keyword_probs,
+    keyword_labels: Sequence[str],
+    threshold,
+    polarity_proba: Callable,
+    at_least_one: bool = True,
+    batch_size: int = 64,
+) -> list[list[tuple]]:
     """Full pipeline per review [N]: keywords with p >= threshold ([C] or scalar; the top one when none
     passes and at_least_one), then one batched polarity call on every (review, keyword) pair.
     -> [N] lists of (keyword, polarity) tuples."""
@@ -159,8 +175,9 @@ def pipeline_pairs(texts: Sequence[str], keyword_probs, keyword_labels: Sequence
     rows, cols = np.nonzero(chosen)
     if len(rows) == 0:
         return [[] for _ in texts]
-    pol = np.asarray(polarity_proba([str(texts[r]) for r in rows], [keyword_labels[c] for c in cols],
-                                    batch_size=batch_size)).argmax(axis=1)
+    pol = np.asarray(
+        polarity_proba([str(texts[r]) for r in rows], [keyword_labels[c] for c in cols], batch_size=batch_size)
+    ).argmax(axis=1)
     out: list[list[tuple]] = [[] for _ in texts]
     for r, c, k in zip(rows, cols, pol):
         out[r].append((keyword_labels[c], POLARITIES[k]))

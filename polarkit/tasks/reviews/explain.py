@@ -9,6 +9,7 @@ A highlight masks each whitespace word in turn, scores the original and all mask
 one batched forward pass, and reports drop = p(target | original) - p(target | word masked),
 where target is the predicted class (multi-label: the most confident class).
 """
+
 from __future__ import annotations
 
 import html as _html
@@ -24,6 +25,7 @@ from polarkit import data, viz
 @dataclass
 class Highlight:
     """Words of one text, each word's probability drop when masked, the target class and its p."""
+
     text: str
     words: list[str]
     drops: np.ndarray
@@ -40,11 +42,12 @@ class Highlight:
 def masked_variants(text: str, mask_token: str) -> tuple[list[str], list[str]]:
     """(words [W], variants [W]): variant i is the text with whitespace word i replaced by mask_token."""
     words = str(text).split()
-    return words, [" ".join(words[:i] + [mask_token] + words[i + 1:]) for i in range(len(words))]
+    return words, [" ".join(words[:i] + [mask_token] + words[i + 1 :]) for i in range(len(words))]
 
 
-def highlights(proba, text: str, pair: str | None = None, labels=None, mask_token: str = "<mask>",
-               target: int | None = None) -> Highlight:
+def highlights(
+    proba, text: str, pair: str | None = None, labels=None, mask_token: str = "<mask>", target: int | None = None
+) -> Highlight:
     """Mask each word of `text` once; `proba(texts, pairs, batch_size)` -> [N, C] is called once on
     the original + every variant (one batch). target: a class id, default the predicted class."""
     words, variants = masked_variants(text, mask_token)
@@ -69,16 +72,23 @@ def highlight_html(items: list[Highlight], title: str = "word highlights") -> st
         spans = " ".join(
             f'<span title="drop {d:+.3f}" style="background:rgba({int(c[0] * 255)},{int(c[1] * 255)},'
             f'{int(c[2] * 255)},{c[3]:.2f});padding:1px 2px;border-radius:3px">{_html.escape(w)}</span>'
-            for w, d in zip(h.words, h.drops) for c in [viz.signed_colour(d, scale)])
+            for w, d in zip(h.words, h.drops)
+            for c in [viz.signed_colour(d, scale)]
+        )
         head = f"<b>{_html.escape(h.target)}</b> p={h.prob:.2f}" + (
-            f" · keyword <i>{_html.escape(h.pair)}</i>" if h.pair else "")
+            f" · keyword <i>{_html.escape(h.pair)}</i>" if h.pair else ""
+        )
         rows.append(f'<div style="margin:6px 0"><div style="font-size:80%;color:#555">{head}</div>{spans}</div>')
-    legend = ("<p style='font-size:80%;color:#555'>red: masking the word lowers the predicted "
-              "probability (evidence for it); blue: masking raises it. Darker = larger change, relative to "
-              "the text's largest; hover a word for its value.</p>")
-    return (f"<!doctype html><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-            f"<div style='font-family:sans-serif;line-height:1.8'><h3>{_html.escape(title)}</h3>"
-            f"{legend}{''.join(rows)}</div>")
+    legend = (
+        "<p style='font-size:80%;color:#555'>red: masking the word lowers the predicted "
+        "probability (evidence for it); blue: masking raises it. Darker = larger change, relative to "
+        "the text's largest; hover a word for its value.</p>"
+    )
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{_html.escape(title)}</title>"
+        f"<div style='font-family:sans-serif;line-height:1.8'><h3>{_html.escape(title)}</h3>"
+        f"{legend}{''.join(rows)}</div>"
+    )
 
 
 def highlight_figure(items: list[Highlight], width: float = 9.0, fontsize: int = 11) -> Figure:
@@ -88,6 +98,7 @@ def highlight_figure(items: list[Highlight], width: float = 9.0, fontsize: int =
 
 
 # ---- active learning ----------------------------------------------------------------------
+
 
 def uncertainty(probs, multilabel: bool = False) -> np.ndarray:
     """[N, C] probabilities -> [N] in [0, 1]: softmax rows (1 - max p) * C / (C - 1);
@@ -107,8 +118,17 @@ def rare_token_scores(texts, tokenizer, late_frac: float = 0.5) -> np.ndarray:
     return np.array([np.mean([(i == unk) or (i >= late) for i in row]) if row else 0.0 for row in ids])
 
 
-def active_learning_picks(pool: pd.DataFrame, probs, labels, kind: str, tokenizer, k: int = 20,
-                          k_rare: int = 10, threshold=0.5, late_frac: float = 0.5) -> pd.DataFrame:
+def active_learning_picks(
+    pool: pd.DataFrame,
+    probs,
+    labels,
+    kind: str,
+    tokenizer,
+    k: int = 20,
+    k_rare: int = 10,
+    threshold=0.5,
+    late_frac: float = 0.5,
+) -> pd.DataFrame:
     """Reviews to label next from an unlabelled pool [N] with model probabilities [N, C]:
     the k most uncertain, then the k_rare with the most rare tokens among the rest.
     -> DataFrame[reason, text, (keyword), uncertainty, rare_share, predicted, confidence, (gold)]."""
@@ -154,18 +174,31 @@ def pick_error_rates(picks: pd.DataFrame, pool_errors: np.ndarray) -> dict[str, 
     return out
 
 
-def highlight_examples(proba, stage, split: str = "test", n: int = 6, seed: int = 0,
-                       mask_token: str = "<mask>") -> list[Highlight]:
+def highlight_examples(
+    proba, stage, split: str = "test", n: int = 6, seed: int = 0, mask_token: str = "<mask>"
+) -> list[Highlight]:
     """Highlights for n seeded examples of a split (reviews of 3 to 40 words read best)."""
     df = getattr(stage, split)
     words = df["text"].str.split().str.len()
     pick = df[(words >= 3) & (words <= 40)]
     pick = data.sample(pick if len(pick) >= n else df, n, seed, keep_order=False)
-    return [highlights(proba, t, k, stage.labels, mask_token)
-            for t, k in zip(pick["text"], pick["keyword"] if "keyword" in pick else [None] * len(pick))]
+    return [
+        highlights(proba, t, k, stage.labels, mask_token)
+        for t, k in zip(pick["text"], pick["keyword"] if "keyword" in pick else [None] * len(pick))
+    ]
 
 
 def highlight_table(items: list[Highlight], k: int = 3) -> pd.DataFrame:
     """One row per text: target, p, and the k words whose masking drops p most (with the drop)."""
-    return pd.DataFrame([{"text": h.text[:80], "keyword": h.pair, "target": h.target, "p": round(h.prob, 3),
-                          "top_words": ", ".join(f"{w} ({d:+.2f})" for w, d in h.top(k))} for h in items])
+    return pd.DataFrame(
+        [
+            {
+                "text": h.text[:80],
+                "keyword": h.pair,
+                "target": h.target,
+                "p": round(h.prob, 3),
+                "top_words": ", ".join(f"{w} ({d:+.2f})" for w, d in h.top(k)),
+            }
+            for h in items
+        ]
+    )

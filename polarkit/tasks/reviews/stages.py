@@ -8,6 +8,7 @@ Tasks: sentiment (NSMC), keywords (UnSmile | NIKL categories, multi-label), keyw
 (NIKL | KSC: `(review, keyword) -> polarity` plus a keyword stage for the full pipeline).
 Splits are drawn at the review level, so one review never sits in two of train/val/pool.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,6 +31,7 @@ _HELD_OUT = {"nsmc": "test", "unsmile": "valid", "nikl": "dev", "ksc": "test"}
 @dataclass
 class Stage:
     """One classifier to train: frames with columns text[, keyword], label; label names; kind."""
+
     name: str
     kind: str
     labels: list[str]
@@ -59,6 +61,7 @@ class Stage:
 class TaskData:
     """A task's stages (the first is the main model) + for keyword_sentiment the held-out reviews'
     gold (keyword, polarity) pairs, the target of the pipeline score."""
+
     task: str
     dataset: str
     test_split: str
@@ -71,8 +74,9 @@ class TaskData:
 
     def summary(self) -> pd.DataFrame:
         """Rows per stage and split, and the number of classes."""
-        return pd.DataFrame([{"stage": s.name, "kind": s.kind, "classes": len(s.labels), **s.sizes()}
-                             for s in self.stages.values()])
+        return pd.DataFrame(
+            [{"stage": s.name, "kind": s.kind, "classes": len(s.labels), **s.sizes()} for s in self.stages.values()]
+        )
 
 
 def check_task(task: str, dataset: str = "") -> str:
@@ -87,8 +91,15 @@ def check_task(task: str, dataset: str = "") -> str:
     return dataset
 
 
-def validate(df: pd.DataFrame, kind: str, labels, text_col: str = "text", label_col: str = "label",
-             pair_col: str | None = None, source: str = "data") -> pd.DataFrame:
+def validate(
+    df: pd.DataFrame,
+    kind: str,
+    labels,
+    text_col: str = "text",
+    label_col: str = "label",
+    pair_col: str | None = None,
+    source: str = "data",
+) -> pd.DataFrame:
     """Raise a ValueError naming `source` on a missing column, an empty text, or labels outside
     `labels` (class ids 0..C-1; for multi-label a 0/1 vector of length C per row); returns df."""
     if kind not in KINDS:
@@ -97,29 +108,37 @@ def validate(df: pd.DataFrame, kind: str, labels, text_col: str = "text", label_
     for col in [text_col] + ([pair_col] if pair_col else []):
         empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
         if len(empty):
-            raise ValueError(f"{source}: {len(empty)} empty {col!r} value(s), e.g. rows {list(empty[:5])}; "
-                             "drop or fill them before training")
+            raise ValueError(
+                f"{source}: {len(empty)} empty {col!r} value(s), e.g. rows {list(empty[:5])}; "
+                "drop or fill them before training"
+            )
     bad = _bad_labels(df[label_col], kind, len(labels))
     if len(bad):
-        raise ValueError(f"{source}: {len(bad)} label(s) outside the declared set (class ids 0..{len(labels) - 1} "
-                         f"for {list(labels)}{', as 0/1 vectors' if kind == 'multi' else ''}), e.g. "
-                         f"{df[label_col].loc[bad[:3]].tolist()} at rows {list(bad[:3])}")
+        raise ValueError(
+            f"{source}: {len(bad)} label(s) outside the declared set (class ids 0..{len(labels) - 1} "
+            f"for {list(labels)}{', as 0/1 vectors' if kind == 'multi' else ''}), e.g. "
+            f"{df[label_col].loc[bad[:3]].tolist()} at rows {list(bad[:3])}"
+        )
     return df
 
 
 def _bad_labels(col: pd.Series, kind: str, n_classes: int) -> pd.Index:
     """Index of rows whose label is not a class id (or, for multi, not a 0/1 vector of length C)."""
     if kind == "multi":
+
         def ok(v):
             a = np.asarray(v)
             return a.shape == (n_classes,) and np.isin(a, (0, 1)).all()
     else:
+
         def ok(v):
             return isinstance(v, (int, np.integer)) and 0 <= v < n_classes
+
     return col.index[~col.map(ok).astype(bool)]
 
 
 # ---- source reviews: one row per review, label = class id / 0-1 vector / list of pairs --------
+
 
 def _source(dataset: str, split: str, n: int | None = None) -> pd.DataFrame:
     """Reviews of one split: nsmc/unsmile -> [text, label]; nikl/ksc -> [text, pairs]."""
@@ -166,13 +185,24 @@ def _explode(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stage(name, kind, labels, frames: dict[str, pd.DataFrame]) -> Stage:
-    checked = {s: validate(f.reset_index(drop=True), kind, labels, pair_col="keyword" if kind == "pair" else None,
-                           source=f"{name}/{s}") for s, f in frames.items()}
+    checked = {
+        s: validate(
+            f.reset_index(drop=True), kind, labels, pair_col="keyword" if kind == "pair" else None, source=f"{name}/{s}"
+        )
+        for s, f in frames.items()
+    }
     return Stage(name, kind, list(labels), **checked)
 
 
-def load_task(task: str, dataset: str = "", n_train: int | None = None, n_test: int | None = None,
-              n_pool: int = 500, val_frac: float = 0.1, seed: int = 0) -> TaskData:
+def load_task(
+    task: str,
+    dataset: str = "",
+    n_train: int | None = None,
+    n_test: int | None = None,
+    n_pool: int = 500,
+    val_frac: float = 0.1,
+    seed: int = 0,
+) -> TaskData:
     """Load and check a task's frames. n_train: training reviews (None = all left after the pool);
     val_frac of them more form the validation set (early stopping, thresholds); n_test: a fixed
     sample of the held-out split (None = all); n_pool: unlabelled-pool reviews for active learning."""
@@ -186,13 +216,18 @@ def load_task(task: str, dataset: str = "", n_train: int | None = None, n_test: 
     if dataset == "unsmile":
         return TaskData(task, dataset, held, {"keywords": _stage("keywords", "multi", D.UNSMILE_LABELS, frames)})
     keywords = _keyword_labels(dataset, train)
-    kw = _stage("keywords", "multi", keywords,
-                {s: pd.DataFrame({"text": f["text"], "label": _multi_hot(f["pairs"], keywords)}) for s, f in frames.items()})
+    kw = _stage(
+        "keywords",
+        "multi",
+        keywords,
+        {s: pd.DataFrame({"text": f["text"], "label": _multi_hot(f["pairs"], keywords)}) for s, f in frames.items()},
+    )
     if task == "keywords":
         return TaskData(task, dataset, held, {"keywords": kw})
     pol = _stage("polarity", "pair", POLARITIES, {s: _explode(f) for s, f in frames.items()})
-    return TaskData(task, dataset, held, {"polarity": pol, "keywords": kw},
-                    reviews=test[["text", "pairs"]].reset_index(drop=True))
+    return TaskData(
+        task, dataset, held, {"polarity": pol, "keywords": kw}, reviews=test[["text", "pairs"]].reset_index(drop=True)
+    )
 
 
 def _keyword_labels(dataset: str, train: pd.DataFrame) -> list[str]:

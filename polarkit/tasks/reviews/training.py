@@ -1,9 +1,10 @@
 """Train one stage (sentiment / keywords / polarity) on an encoder: tokenise, build, fit.
 
-    enc, cut = stage_datasets(stage, tok, max_length=64, prefix="query: ")  # {split: Dataset}, truncation counts
-    clf = build(spec, stage, tok, pooling="mean", freeze_embeddings=True)
-    trainer, hist, seconds = train_stage(clf, stage, enc, tok, epochs=1, lr=5e-5, ...)
+enc, cut = stage_datasets(stage, tok, max_length=64, prefix="query: ")  # {split: Dataset}, truncation counts
+clf = build(spec, stage, tok, pooling="mean", freeze_embeddings=True)
+trainer, hist, seconds = train_stage(clf, stage, enc, tok, epochs=1, lr=5e-5, ...)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,12 +15,16 @@ from polarkit import models, train
 from polarkit.tasks import classifier
 from polarkit.tasks.reviews.stages import Stage
 
-_PROBLEM = {"single": "single_label_classification", "pair": "single_label_classification",
-            "multi": "multi_label_classification"}
+_PROBLEM = {
+    "single": "single_label_classification",
+    "pair": "single_label_classification",
+    "multi": "multi_label_classification",
+}
 
 
-def stage_datasets(stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val", "test", "pool"),
-                   prefix: str = "") -> tuple[dict, pd.DataFrame]:
+def stage_datasets(
+    stage: Stage, tokenizer, max_length: int = 128, splits=("train", "val", "test", "pool"), prefix: str = ""
+) -> tuple[dict, pd.DataFrame]:
     """Tokenise a stage's splits -> ({split: datasets.Dataset}, table of texts cut at max_length);
     `prefix` goes before every review (e5 was trained with "query: ")."""
     out, rows = {}, []
@@ -27,15 +32,31 @@ def stage_datasets(stage: Stage, tokenizer, max_length: int = 128, splits=("trai
         df = getattr(stage, s)
         if len(df) == 0:
             continue
-        out[s], n_cut = classifier.text_dataset(df, tokenizer, pair_col=stage.pair_col, max_length=max_length,
-                                                label_dtype=stage.label_dtype, prefix=prefix)
-        rows.append({"stage": stage.name, "split": s, "rows": len(df), "truncated": n_cut,
-                     "truncated_share": round(n_cut / len(df), 4)})
+        out[s], n_cut = classifier.text_dataset(
+            df, tokenizer, pair_col=stage.pair_col, max_length=max_length, label_dtype=stage.label_dtype, prefix=prefix
+        )
+        rows.append(
+            {
+                "stage": stage.name,
+                "split": s,
+                "rows": len(df),
+                "truncated": n_cut,
+                "truncated_share": round(n_cut / len(df), 4),
+            }
+        )
     return out, pd.DataFrame(rows)
 
 
-def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze_embeddings: bool = False,
-          dropout: float = 0.1, freeze_layers: int = 0, class_weight: str = "none") -> classifier.EncoderClassifier:
+def build(
+    spec: str,
+    stage: Stage,
+    tokenizer=None,
+    pooling: str = "mean",
+    freeze_embeddings: bool = False,
+    dropout: float = 0.1,
+    freeze_layers: int = 0,
+    class_weight: str = "none",
+) -> classifier.EncoderClassifier:
     """EncoderClassifier over `models.load_model(spec, head="encoder")` with one output per class
     (`scratch:*` specs take their vocabulary from `tokenizer`); `freeze_layers` > 0 also freezes all
     embeddings and the bottom layers. `class_weight="balanced"` weights a softmax stage's loss by
@@ -43,11 +64,20 @@ def build(spec: str, stage: Stage, tokenizer=None, pooling: str = "mean", freeze
     thresholds are tuned on validation instead)."""
     if class_weight not in ("none", "balanced"):
         raise ValueError(f"class_weight must be 'none' or 'balanced', got {class_weight!r}")
-    weights = (classifier.balanced_weights(stage.y("train"), len(stage.labels))
-               if class_weight == "balanced" and stage.kind != "multi" else None)
+    weights = (
+        classifier.balanced_weights(stage.y("train"), len(stage.labels))
+        if class_weight == "balanced" and stage.kind != "multi"
+        else None
+    )
     encoder = models.load_model(spec, head="encoder", tokenizer=tokenizer)
-    clf = classifier.EncoderClassifier(encoder, num_labels=len(stage.labels), pooling=pooling,
-                                 problem_type=_PROBLEM[stage.kind], dropout=dropout, class_weight=weights)
+    clf = classifier.EncoderClassifier(
+        encoder,
+        num_labels=len(stage.labels),
+        pooling=pooling,
+        problem_type=_PROBLEM[stage.kind],
+        dropout=dropout,
+        class_weight=weights,
+    )
     if freeze_embeddings:
         classifier.freeze_embeddings(clf)
     if freeze_layers:
@@ -83,18 +113,45 @@ def stage_metric(stage: Stage, best_metric: str) -> str:
     return "loss" if best_metric == "loss" else "micro_f1" if stage.kind == "multi" else "f1"
 
 
-def train_stage(clf, stage: Stage, encoded: dict, tokenizer, *, epochs: float = 1.0, lr: float = 5e-5,
-                batch_size: int = 32, max_steps: int = -1, evals_per_epoch: int = 2, patience: int | None = None,
-                best_metric: str = "loss", seed: int = 0, **extra):
+def train_stage(
+    clf,
+    stage: Stage,
+    encoded: dict,
+    tokenizer,
+    *,
+    epochs: float = 1.0,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    max_steps: int = -1,
+    evals_per_epoch: int = 2,
+    patience: int | None = None,
+    best_metric: str = "loss",
+    seed: int = 0,
+    **extra,
+):
     """`polarkit.train.fit` with this stage's metrics; keeps the best checkpoint on val by `best_metric`
     (see `stage_metric`; checkpoints in fit's temporary folder, the best weights loaded back into `clf`)
     -> (trainer, history DataFrame, training seconds = `trainer.train_seconds`)."""
     metric = stage_metric(stage, best_metric)
     # macro F1 whenever a softmax stage has more than 2 classes (a small val split may lack one of them)
-    compute = classifier.compute_metrics_for("multilabel" if stage.kind == "multi" else "classification",
-                                       average="binary" if len(stage.labels) == 2 else "macro")
-    trainer, hist = train.fit(clf, encoded["train"], encoded.get("val"), epochs=epochs, lr=lr,
-                              batch_size=batch_size, max_steps=max_steps, evals_per_epoch=evals_per_epoch,
-                              patience=patience, metric=metric, tokenizer=tokenizer, seed=seed,
-                              compute_metrics=compute, **extra)
+    compute = classifier.compute_metrics_for(
+        "multilabel" if stage.kind == "multi" else "classification",
+        average="binary" if len(stage.labels) == 2 else "macro",
+    )
+    trainer, hist = train.fit(
+        clf,
+        encoded["train"],
+        encoded.get("val"),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_steps=max_steps,
+        evals_per_epoch=evals_per_epoch,
+        patience=patience,
+        metric=metric,
+        tokenizer=tokenizer,
+        seed=seed,
+        compute_metrics=compute,
+        **extra,
+    )
     return trainer, hist, trainer.train_seconds
