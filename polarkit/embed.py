@@ -12,6 +12,7 @@ Pooling choices (the seed team compared the first two):
     cls       the [CLS] hidden state
     mean      mean of the token hidden states over the attention mask (e5's recipe)
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,7 @@ POOLINGS = ("pooler", "tanh_cls", "cls", "mean")
 def load_encoder(spec: str, **config_overrides):
     """(encoder model in eval mode, tokenizer) for a spec or a local directory (see polarkit.models)."""
     from polarkit import models
+
     parsed = models.parse_spec(spec)
     model = models.load_model(parsed, head="encoder", **config_overrides)
     return model.eval(), models.load_tokenizer(parsed)
@@ -44,6 +46,7 @@ def pooler_source(model) -> str:
     if not files:
         return "unknown"
     from safetensors import safe_open
+
     for f in files:
         with safe_open(str(f), "pt") as st:
             if any(".pooler." in f".{k}" for k in st.keys()):
@@ -51,8 +54,9 @@ def pooler_source(model) -> str:
     return "random-init"
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
-         pooler_output: torch.Tensor | None = None) -> torch.Tensor:
+def pool(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler_output: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sentence vectors [B, H] from token states [B, T, H] and mask [B, T] by one of POOLINGS."""
     if pooling == "mean":
         m = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -63,8 +67,10 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
         return torch.tanh(hidden[:, 0])
     if pooling == "pooler":
         if pooler_output is None:
-            raise ValueError("pooling='pooler' needs a model with a pooler layer (this one has none); "
-                             "use 'tanh_cls', 'cls' or 'mean'")
+            raise ValueError(
+                "pooling='pooler' needs a model with a pooler layer (this one has none); "
+                "use 'tanh_cls', 'cls' or 'mean'"
+            )
         return pooler_output
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
@@ -78,7 +84,7 @@ def token_ids(tokenizer, texts, prefix: str = "", max_length: int = 256) -> list
 def length_batches(lengths, batch_size: int) -> list[np.ndarray]:
     """Index batches over [N] lengths, longest first, so each batch pads to similar lengths."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,33 +93,73 @@ def pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     out = np.full((len(ids), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(ids), width), dtype=np.int64)
     for i, x in enumerate(ids):
-        out[i, :len(x)], mask[i, :len(x)] = x, 1
+        out[i, : len(x)], mask[i, : len(x)] = x, 1
     return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def _bar(total: int, desc: str, enabled: bool):
     """A tqdm.auto bar: a widget in Jupyter, a sparse line (every 15 s) in batch logs."""
     from tqdm.auto import tqdm
+
     sparse = "ipykernel" not in sys.modules
-    return tqdm(total=total, desc=desc, disable=not enabled, mininterval=15 if sparse else 0.2,
-                file=sys.stderr, unit="text")
+    return tqdm(
+        total=total, desc=desc, disable=not enabled, mininterval=15 if sparse else 0.2, file=sys.stderr, unit="text"
+    )
 
 
-def encode(model, tokenizer, texts, *, pooling: str = "mean", prefix: str = "", batch_size: int = 32,
-           max_length: int = 256, normalize: bool = False, progress: bool = True,
-           desc: str = "encode") -> np.ndarray:
+def encode(
+    model,
+    tokenizer,
+    texts,
+    *,
+    pooling: str = "mean",
+    prefix: str = "",
+    batch_size: int = 32,
+    max_length: int = 256,
+    normalize: bool = False,
+    progress: bool = True,
+    desc: str = "encode",
+    quantize: bool = False,
+) -> np.ndarray:
     """Embed texts [N] -> float32 [N, H], in length-sorted batches; order of `texts` kept.
 
     `prefix` is prepended to every text (e5: "query: "); `normalize` L2-normalises rows.
+    `quantize`: int8 Linear layers for this call (CPU; `model` untouched; polarkit.quantize: ~1.8-2.4x
+    faster on e5-small-ko, cosine to fp32 ~0.996). To encode repeatedly, quantize once with
+    `polarkit.quantize.quantize_linear(model)` and pass that model instead.
     """
-    return encode_poolings(model, tokenizer, texts, poolings=(pooling,), prefix=prefix, batch_size=batch_size,
-                           max_length=max_length, normalize=normalize, progress=progress, desc=desc)[pooling]
+    if quantize:
+        from polarkit.quantize import quantize_linear
+
+        model = quantize_linear(model)
+    return encode_poolings(
+        model,
+        tokenizer,
+        texts,
+        poolings=(pooling,),
+        prefix=prefix,
+        batch_size=batch_size,
+        max_length=max_length,
+        normalize=normalize,
+        progress=progress,
+        desc=desc,
+    )[pooling]
 
 
 @torch.inference_mode()
-def encode_poolings(model, tokenizer, texts, *, poolings=POOLINGS, prefix: str = "", batch_size: int = 32,
-                    max_length: int = 256, normalize: bool = False, progress: bool = True,
-                    desc: str = "encode") -> dict[str, np.ndarray]:
+def encode_poolings(
+    model,
+    tokenizer,
+    texts,
+    *,
+    poolings=POOLINGS,
+    prefix: str = "",
+    batch_size: int = 32,
+    max_length: int = 256,
+    normalize: bool = False,
+    progress: bool = True,
+    desc: str = "encode",
+) -> dict[str, np.ndarray]:
     """Like `encode`, but one forward pass gives every pooling in `poolings` -> {pooling: [N, H]}."""
     bad = [p for p in poolings if p not in POOLINGS]
     if bad or not poolings:

@@ -17,6 +17,7 @@ multilabel `labels` (the labels at or above their threshold, with their probabil
 sts `score` 0-5 for a pair; keyword_sentiment `pairs` [(keyword, polarity)]; encoder `embedding`.
 Registry models are downloaded once to `$POLARKIT_MODELS/registry/` (default ~/.cache/polarkit/models).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,14 @@ def save_model_card(model_dir: Path | str, task: str, loader: str, kind: str, **
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: no such model folder (save the weights first)")
     from polarkit import runs
-    card = {"task": task, "kind": kind, "loader": loader, **meta,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    card = {
+        "task": task,
+        "kind": kind,
+        "loader": loader,
+        **meta,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     runs.write_json(d / CARD, card)
     return d / CARD
 
@@ -62,8 +69,10 @@ def read_card(model_dir: Path | str) -> dict:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{Path(model_dir)}: no saved model here (no {CARD}; save one with "
-                         "polarkit.tasks.predict.save_* or the notebook's `register` parameter)") from None
+        raise ValueError(
+            f"{Path(model_dir)}: no saved model here (no {CARD}; save one with "
+            "polarkit.tasks.predict.save_* or the notebook's `register` parameter)"
+        ) from None
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable model card: {e}") from None
     missing = [k for k in ("task", "kind", "loader") if k not in card]
@@ -75,6 +84,7 @@ def read_card(model_dir: Path | str) -> dict:
 def update_card(model_dir: Path | str, **fields: Any) -> dict:
     """Merge `fields` into the folder's model card; returns the card."""
     from polarkit import runs
+
     card = {**read_card(model_dir), **fields}
     runs.write_json(Path(model_dir) / CARD, card)
     return card
@@ -103,8 +113,10 @@ def _loader(dotted: str):
         for part in m["attr"].split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"model card loader {dotted!r} not found in this polarkit ({e}); "
-                         "is the model newer than the installed polarkit?") from None
+        raise ValueError(
+            f"model card loader {dotted!r} not found in this polarkit ({e}); "
+            "is the model newer than the installed polarkit?"
+        ) from None
     return obj
 
 
@@ -118,8 +130,10 @@ def parse_spec(spec: str | Path) -> tuple[str, ...]:
         return ("alias", m["task"], m["alias"])
     if m := _VERSION.match(text):
         return ("version", m["task"], m["version"])
-    raise ValueError(f"{text!r}: no such folder, and not a registry spec (TASK@ALIAS such as sts@champion, "
-                     "or TASK/VERSION such as cola/3)")
+    raise ValueError(
+        f"{text!r}: no such folder, and not a registry spec (TASK@ALIAS such as sts@champion, "
+        "or TASK/VERSION such as cola/3)"
+    )
 
 
 def is_registry_spec(spec: str | Path) -> bool:
@@ -137,9 +151,11 @@ def resolve(spec: str | Path, uri: str | None = None) -> Path:
     if kind == "path":
         return model_dir_in(Path(rest[0]))
     from polarkit import registry
+
     task, ref = rest
-    version = registry.version_of(task, alias=ref if kind == "alias" else None,
-                                  version=ref if kind == "version" else None, uri=uri)
+    version = registry.version_of(
+        task, alias=ref if kind == "alias" else None, version=ref if kind == "version" else None, uri=uri
+    )
     return download(task, version, uri)
 
 
@@ -152,8 +168,10 @@ def model_dir_in(path: Path) -> Path:
         return found[0]
     if not found:
         what = "run folder" if (path / "status.json").exists() else "folder"
-        raise ValueError(f"{path}: this {what} holds no saved model (no {CARD} here or under models/*/); "
-                         "run the notebook with register=True (or save_model=True)")
+        raise ValueError(
+            f"{path}: this {what} holds no saved model (no {CARD} here or under models/*/); "
+            "run the notebook with register=True (or save_model=True)"
+        )
     raise ValueError(f"{path} holds several models; name one: " + ", ".join(str(p) for p in found))
 
 
@@ -165,6 +183,7 @@ def cache_dir() -> Path:
 def download(task: str, version: int | str, uri: str | None = None) -> Path:
     """The model folder of registered version `task`/`version`, downloaded once into `cache_dir()`."""
     from polarkit import tracking
+
     uri = uri or tracking.tracking_uri()
     with tracking.session(uri, quick=False, fluent=True) as client:
         mv = client.get_model_version(task, str(version))
@@ -172,6 +191,7 @@ def download(task: str, version: int | str, uri: str | None = None) -> Path:
         target = cache_dir() / task / f"{version}-{key}"  # by store + source: a reset store never hits old files
         if not (target / "MLmodel").is_file():
             import mlflow
+
             tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -190,6 +210,7 @@ def download(task: str, version: int | str, uri: str | None = None) -> Path:
 def _artifact_path(mlflow_model_dir: Path) -> str:
     """The polarkit model folder inside a downloaded MLflow model (the pyfunc's "model" artifact)."""
     import yaml
+
     meta = yaml.safe_load((mlflow_model_dir / "MLmodel").read_text(encoding="utf-8"))
     arts = meta.get("flavors", {}).get("python_function", {}).get("artifacts", {})
     path = (arts.get("model") or {}).get("path")
@@ -199,6 +220,7 @@ def _artifact_path(mlflow_model_dir: Path) -> str:
 
 
 # ---- inputs ----
+
 
 def as_texts(inputs: Any) -> list[str]:
     """A str, a sequence of str, a Series or a DataFrame (its `text` column, else its only column) -> [str]."""
@@ -239,20 +261,19 @@ def as_pairs(inputs: Any) -> tuple[list[str], list[str]]:
 
 
 def quantize_linear(model):
-    """int8 dynamic quantisation of `model`'s Linear layers, in place of fp32 matmuls (CPU only).
+    """A copy of `model` whose nn.Linear layers run in int8 (dynamic quantisation; CPU inference only).
 
-    torch's `quantize_dynamic` (deprecated in favour of torchao; its warnings are silenced here).
-    Measured on e5-small-ko: 1.65-2.2x throughput, embeddings drift (cosine to fp32 ~0.98): opt-in."""
-    import warnings
+    ONNX Runtime's int8 kernels through `polarkit.quantize` (weights int8 per output channel, activations
+    quantised per call); without onnxruntime, torch's deprecated `torch.ao` path with a warning. Measured on
+    e5-small-ko (benchmarks/compare_int8.py): ~1.8x (2 threads) to 2.4x (1 thread) the fp32 throughput,
+    embeddings' cosine to fp32 mean 0.996 / min 0.992; a small but real quality change, so opt-in
+    (`load(..., quantize=True)`, `polarkit predict --quantize`)."""
+    from polarkit import quantize
 
-    import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return quantize.quantize_linear(model)
 
 
 def chunks(items: Sequence, size: int):
     """Consecutive slices of `items` of at most `size` (for progress over a long input)."""
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

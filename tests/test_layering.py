@@ -3,14 +3,36 @@
 Core modules sit at the top of the package; task modules live under `polarkit/tasks/` and may
 import any core module (and each other), never the other way round.
 """
+
 import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "polarkit"
 # Lower layers never import higher ones; same-layer imports are allowed.
-LAYER = {"score": 0, "params": 1, "runs": 1, "environment": 1, "data": 2, "models": 3,
-         "train": 4, "trial": 4, "embed": 4, "viz": 5, "report": 6, "executor": 7, "scaffold": 7, "sweep": 7, "cli": 8,
-         "tracking": 1, "registry": 6, "predictors": 6, "pyfunc_model": 6, "serve": 7, "cli_models": 8}
+LAYER = {
+    "score": 0,
+    "params": 1,
+    "runs": 1,
+    "environment": 1,
+    "data": 2,
+    "models": 3,
+    "quantize": 3,  # int8 Linear layers (ONNX Runtime); embed and predictors use it
+    "train": 4,
+    "trial": 4,
+    "embed": 4,
+    "viz": 5,
+    "report": 6,
+    "executor": 7,
+    "scaffold": 7,
+    "sweep": 7,
+    "cli": 8,
+    "tracking": 1,
+    "registry": 6,
+    "predictors": 6,
+    "pyfunc_model": 6,
+    "serve": 7,
+    "cli_models": 8,
+}
 
 
 def _module(path: Path) -> str:
@@ -61,6 +83,9 @@ def test_the_rule_catches_a_core_module_importing_a_task(tmp_path):
 
 def test_no_lazy_module_getattr():
     """PEP 562 `__getattr__` imports break go-to-definition and hide import errors until first use."""
-    lazy = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
-            if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(p.read_text()).body)]
+    lazy = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(p.read_text()).body)
+    ]
     assert not lazy, lazy
