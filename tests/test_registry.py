@@ -8,11 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-from mlflow_store import (
+from mlflow_store import (  # the fixtures are used as test arguments
     make_run,
+    mlflow_template,  # noqa: F401
     start_server,
     stop_server,
-    store,  # noqa: F401  (fixtures)
+    store,  # noqa: F401
+    tiny_classifier,  # noqa: F401
+    tiny_parts,  # noqa: F401
+    tracking_on,  # noqa: F401
 )
 
 from polarkit import predictors, registry, runs, tracking
