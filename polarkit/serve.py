@@ -118,7 +118,9 @@ class Served:
     fingerprint: tuple
     loaded_at: float = field(default_factory=time.time)
     explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    explain_tokenizers: dict = field(default_factory=dict, repr=False)  # copies: their settings are their own
+    explain_tokenizers: dict = field(
+        default_factory=dict, repr=False
+    )  # private copies (tokenizers, encoders) for /explain
 
     @property
     def kind(self) -> str:
@@ -632,7 +634,14 @@ def explain(served: Served, item) -> list[dict]:
         for title, encoder, tok, a, b in jobs:
             # a private copy: run_attention tokenizes with other truncation/padding settings, and changing a
             # fast tokenizer's settings while a model thread uses it raises "Already borrowed"
-            tok = served.explain_tokenizers.setdefault(id(tok), copy.deepcopy(tok))
+            if id(tok) not in served.explain_tokenizers:
+                served.explain_tokenizers[id(tok)] = copy.deepcopy(tok)
+            tok = served.explain_tokenizers[id(tok)]
+            # and a private copy of the encoder: run_attention switches it to eager attention for the call,
+            # which must never reach the predictions other model threads run on the shared one
+            if id(encoder) not in served.explain_tokenizers:
+                served.explain_tokenizers[id(encoder)] = copy.deepcopy(encoder)
+            encoder = served.explain_tokenizers[id(encoder)]
             tokens, attn, n_total, _ = run_attention(encoder, tok, a, b, max_tokens=EXPLAIN_TOKENS)
             out.append({"title": title, "tokens": tokens, "attention": attn, "n_total": n_total})
     return out
