@@ -124,7 +124,7 @@ def encode(
     """Embed texts [N] -> float32 [N, H], in length-sorted batches; order of `texts` kept.
 
     `prefix` is prepended to every text (e5: "query: "); `normalize` L2-normalises rows.
-    `quantize`: int8 Linear layers for this call (CPU; `model` untouched; polarkit.quantize: ~1.8-2.4x
+    `quantize`: int8 Linear layers for this call (CPU; `model` untouched; polarkit.quantize: 1.5-2.3x
     faster on e5-small-ko, cosine to fp32 ~0.996). To encode repeatedly, quantize once with
     `polarkit.quantize.quantize_linear(model)` and pass that model instead.
     """

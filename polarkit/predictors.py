@@ -265,9 +265,9 @@ def quantize_linear(model):
 
     ONNX Runtime's int8 kernels through `polarkit.quantize` (weights int8 per output channel, activations
     quantised per call); without onnxruntime, torch's deprecated `torch.ao` path with a warning. Measured on
-    e5-small-ko (benchmarks/compare_int8.py): ~1.8x (2 threads) to 2.4x (1 thread) the fp32 throughput,
-    embeddings' cosine to fp32 mean 0.996 / min 0.992; a small but real quality change, so opt-in
-    (`load(..., quantize=True)`, `polarkit predict --quantize`)."""
+    e5-small-ko (benchmarks/compare_int8.py, bench_predict.py): ~2.1-2.3x the fp32 throughput on NSMC reviews
+    (1.5x on 128-token texts), embeddings' cosine to fp32 mean 0.996; NSMC accuracy change within noise, but
+    3% of the labels flip: opt-in (`load(..., quantize=True)`, `polarkit predict --quantize`)."""
     from polarkit import quantize
 
     return quantize.quantize_linear(model)

@@ -15,7 +15,7 @@ from polarkit.tasks import classifier
 
 TEXTS = ["The cat sat on the mat.", "Cat the on sat.", "A much longer sentence, with many more words, comes here."]
 
-pytestmark = pytest.mark.skipif(not quantize.has_onnxruntime(), reason="onnxruntime not installed (int8 extra)")
+needs_ort = pytest.mark.skipif(not quantize.has_onnxruntime(), reason="onnxruntime not installed (int8 extra)")
 
 
 def _mlp(seed=0):
@@ -28,6 +28,7 @@ def _cos(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+@needs_ort
 def test_int8_linear_matches_the_kernel_arithmetic():
     """Int8Linear = (per-tensor uint8 activations) x (per-channel int8 weights), rescaled, + bias: the same
     numbers as doing that arithmetic by hand in numpy (so the ORT kernel is fed the right layout)."""
@@ -48,6 +49,7 @@ def test_int8_linear_matches_the_kernel_arithmetic():
         np.testing.assert_allclose(q(x).numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
+@needs_ort
 def test_quantize_linear_keeps_outputs_close_and_swaps_every_linear():
     m = _mlp()
     x = torch.randn(5, 9, 64)  # any leading dims
@@ -66,6 +68,7 @@ def test_quantize_linear_keeps_outputs_close_and_swaps_every_linear():
         assert q(torch.zeros(0, 64)).shape == (0, 32)  # an empty batch
 
 
+@needs_ort
 def test_quantized_model_is_inference_only_copyable_and_picklable():
     q = predictors.quantize_linear(_mlp())
     x = torch.randn(3, 64)
@@ -77,6 +80,7 @@ def test_quantized_model_is_inference_only_copyable_and_picklable():
         torch.testing.assert_close(pickle.loads(pickle.dumps(q))(x.detach()), y)
 
 
+@needs_ort
 def test_leaves_linear_subclasses_such_as_attention_out_proj_alone():
     mha = nn.MultiheadAttention(16, 2, batch_first=True).eval()
     q = quantize.quantize_linear(mha)
@@ -97,6 +101,7 @@ def test_falls_back_to_torch_ao_with_a_warning_without_onnxruntime(monkeypatch):
         assert _cos(q(x), m(x)).min() > 0.98
 
 
+@needs_ort
 def test_encode_quantize_option_is_close_and_leaves_the_model_fp32(tiny_parts):
     tok, encoder = tiny_parts
     enc = encoder(1).eval()
@@ -106,6 +111,7 @@ def test_encode_quantize_option_is_close_and_leaves_the_model_fp32(tiny_parts):
     assert quantize.linear_layers(enc)  # still fp32 Linear layers
 
 
+@needs_ort
 def test_load_quantize_true_on_a_saved_model(tiny_classifier, tmp_path):
     d = tiny_classifier(tmp_path / "m")
     fp32, int8 = predictors.load(d), predictors.load(d, quantize=True)
@@ -120,6 +126,7 @@ def test_load_quantize_true_on_a_saved_model(tiny_classifier, tmp_path):
     np.testing.assert_allclose(int8.predictor.logits(TEXTS), ref, atol=0.05 * max(1.0, np.abs(ref).max()))
 
 
+@needs_ort
 def test_refuses_a_model_off_the_cpu():
     with pytest.raises(ValueError, match="runs on the CPU"):
         quantize.quantize_linear(nn.Sequential(nn.Linear(4, 4, device="meta")))
