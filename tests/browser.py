@@ -6,6 +6,7 @@ CI installs the browser with `apt-get install -y chromium`; `POLARKIT_CHROMIUM` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -75,3 +76,24 @@ def screenshot(
     if not png_path.exists():
         raise RuntimeError(f"chromium wrote no screenshot to {png_path}")
     return png_path
+
+
+# Loopback must stay reachable for pages served on 127.0.0.1: no `<-loopback>` bypass rule, and the
+# resolver rule excludes 127.0.0.1 (it otherwise maps IP literals too).
+LOOPBACK_FLAGS = (
+    *(f for f in FLAGS if f != "--headless" and not f.startswith(("--proxy-bypass-list", "--host-resolver"))),
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
+
+
+@contextlib.contextmanager
+def playwright_chromium():
+    """The system Chromium under playwright, offline except loopback; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=find_chromium(), headless=True, args=list(LOOPBACK_FLAGS))
+        try:
+            yield b
+        finally:
+            b.close()

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import FLAGS, find_chromium
+from browser import find_chromium, playwright_chromium
 from test_widgets import ENCODED, TEXT_PROGRESS, TRAIN_STEPS, progress_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,16 +206,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    # tests/browser.py's offline flags; loopback must stay reachable here (no <-loopback>, and 127.0.0.1
-    # is excluded from the resolver rule, which otherwise maps IP literals too)
-    args = [f for f in FLAGS if f != "--headless" and not f.startswith(("--proxy-bypass-list", "--host-resolver"))]
-    args.append("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=find_chromium(), headless=True, args=args)
-        try:
-            yield b
-        finally:
-            b.close()
+    with playwright_chromium() as b:
+        yield b
 
 
 @pytest.fixture

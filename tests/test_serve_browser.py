@@ -14,7 +14,7 @@ import re
 import signal
 
 import pytest
-from browser import FLAGS, find_chromium
+from browser import find_chromium, playwright_chromium
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -47,15 +47,8 @@ def server(env):
 
 @pytest.fixture(scope="module")
 def browser():
-    # tests/browser.py's offline flags, with loopback reachable (as tests/test_lab_browser.py does)
-    args = [f for f in FLAGS if f != "--headless" and not f.startswith(("--proxy-bypass-list", "--host-resolver"))]
-    args.append("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=find_chromium(), headless=True, args=args)
-        try:
-            yield b
-        finally:
-            b.close()
+    with playwright_chromium() as b:
+        yield b
 
 
 @pytest.fixture
