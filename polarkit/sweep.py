@@ -788,6 +788,9 @@ class _Objective:
             "host": host,
         }
         retry = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        # Optuna failed a dead worker's stale trial as this one started: settle its run folder now.
+        for d in settle_dead_runs(trial.study, self.sw.notebook.stem, self.url):
+            print(f"[{self.sw.name}{self.tag}] run folder of a dead worker's trial marked failed: {d}", flush=True)
         print(
             f"[{self.sw.name}{self.tag}] trial {trial.number}{f' (retry of {retry})' if retry is not None else ''}: "
             f"{_fmt(sampled)} ...",

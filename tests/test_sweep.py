@@ -379,6 +379,8 @@ def test_killed_worker_is_failed_and_retried_on_resume(quad, tmp_path, outputs, 
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # the same command resumes
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = resumed.stdout  # the dead trial's folder is settled before its retry runs, not at the end
+    assert out.index(f"marked failed: {held}") < out.index("(retry of 1)")
     study = optuna.load_study(study_name="killed", storage=sweep.resolve_storage(None, "killed"))
     assert len(study.get_trials(states=(TS.COMPLETE, TS.PRUNED))) == 3
     killed = study.trials[1]
