@@ -278,19 +278,14 @@ def check_inputs(
         one = '["sentence 1", "sentence 2"]' if pair else '"text"'
         raise Refused(422, f'send exactly one input here ({len(inputs)} given): {{"inputs": [{one}]}}')
     if len(inputs) > max_batch:
-        raise Refused(
-            422,
-            f"{len(inputs)} inputs in one request: at most {max_batch} (split the list into several "
-            "requests; the server merges concurrent requests into batches itself)",
-        )
+        split = "split the list into several requests; the server merges concurrent requests into batches itself"
+        raise Refused(422, f"{len(inputs)} inputs in one request: at most {max_batch} ({split})")
     for i, x in enumerate(inputs):
         if pair:
             if not (isinstance(x, list) and len(x) == 2 and all(isinstance(s, str) for s in x)):
                 got = f"a string ({_short(x)})" if isinstance(x, str) else _short(x)
-                raise Refused(
-                    422,
-                    f'inputs[{i}]: this task scores sentence pairs; expected ["sentence 1", "sentence 2"], got {got}',
-                )
+                expected = '["sentence 1", "sentence 2"]'
+                raise Refused(422, f"inputs[{i}]: this task scores sentence pairs; expected {expected}, got {got}")
             texts = x
         else:
             if not isinstance(x, str):
@@ -302,11 +297,8 @@ def check_inputs(
             if not t.strip():
                 raise Refused(422, f"{where} is empty{' (only spaces)' if t else ''}: send some text")
             if len(t) > max_chars:
-                raise Refused(
-                    422,
-                    f"{where} has {len(t):,} characters; the limit is {max_chars:,} per text "
-                    "(shorten it, or start the server with a larger --max-chars)",
-                )
+                fix = "shorten it, or start the server with a larger --max-chars"
+                raise Refused(422, f"{where} has {len(t):,} characters; the limit is {max_chars:,} per text ({fix})")
             try:
                 t.encode("utf-8")
             except UnicodeEncodeError as e:
