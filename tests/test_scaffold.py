@@ -124,6 +124,7 @@ def test_existing_yaml_alone_is_refused(repo):
 
 
 def test_cli_new_exits_2_with_a_message(capsys, monkeypatch, repo):
+    monkeypatch.setattr(cli.runs, "ROOT", repo)  # not the real repo: a scaffolded 09_* there must not matter
     assert cli.main(["new", "9_bad"]) == 2
     assert "polarkit new: '9_bad': a notebook name is two digits" in capsys.readouterr().err
     assert cli.main(["new", "09_x", "--from", "99_missing"]) == 2
