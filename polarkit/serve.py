@@ -584,26 +584,15 @@ class State:
 
 
 def attention_parts(predictor) -> list[tuple[Any, Any, str, bool]]:
-    """[(HF encoder, tokenizer, prefix, joint_pair)] to draw attention with (two for a bi-encoder's pair:
-    each sentence is encoded alone). Uses `predictor.attention_parts()` when the predictor offers it."""
-    if hasattr(predictor, "attention_parts"):
-        return predictor.attention_parts()
-    inner = next(
-        (
-            x
-            for x in (getattr(predictor, a, None) for a in ("predictor", "similarity", "keywords"))
-            if x is not None and hasattr(x, "tokenizer")
-        ),
-        predictor,
-    )
-    model, tok = getattr(inner, "model", None), getattr(inner, "tokenizer", None)
-    if model is None or tok is None:
-        raise Refused(501, f"{type(predictor).__name__} exposes no model/tokenizer: no attention view for it")
-    encoder = model if hasattr(model, "set_attn_implementation") else getattr(model, "encoder", None)
-    if encoder is None or not hasattr(encoder, "set_attn_implementation"):
-        raise Refused(501, f"{type(model).__name__} has no Hugging Face encoder: no attention view for it")
-    joint = getattr(inner, "family", "cross") != "bi"
-    return [(encoder, tok, getattr(inner, "prefix", "") or "", joint)]
+    """[(HF encoder, tokenizer, prefix, joint_pair)] to draw attention with, from the predictor's own
+    `attention_parts()` (joint_pair False: a bi-encoder, whose pair is drawn one sentence at a time)."""
+    parts = getattr(predictor, "attention_parts", None)
+    if parts is None:
+        raise Refused(501, f"{type(predictor).__name__} offers no attention_parts(): no attention view for it")
+    try:
+        return parts()
+    except ValueError as e:
+        raise Refused(501, str(e)) from None
 
 
 def explain(served: Served, item) -> list[dict]:

@@ -3,10 +3,12 @@ model cards, specs, and clear errors for bad input files (no MLflow store needed
 
 import argparse
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow_store import make_run, tiny_classifier, tiny_parts  # noqa: F401  (fixtures)
 
 from polarkit import cli_models, predictors
@@ -191,3 +193,25 @@ def test_cli_models_registry_option_is_added_to_an_existing_models_command():
     cli_models.add_parsers(sub)
     assert ap.parse_args(["models"]).fn(ap.parse_args(["models"])) == "specs"
     assert {"predict", "promote", "registry", "track", "mlflow-ui"} <= set(sub.choices)
+
+
+def test_every_predictor_names_its_attention_parts(tiny_parts, tiny_classifier, tmp_path):
+    """What `polarkit serve`'s /explain draws with: the HF encoder inside each predictor, its tokenizer and
+    prefix, and whether a pair is one input (cross) or two (bi)."""
+    tok, encoder = tiny_parts
+    clf = predictors.load(tiny_classifier(tmp_path / "clf"))
+    (part,) = clf.attention_parts()
+    assert part[0] is clf.predictor.model.encoder and part[1] is clf.predictor.tokenizer and part[3] is True
+    for family in ("cross", "bi"):
+        sim = sts.Similarity(sts.build(family, encoder(2)), tok, family, max_length=32, prefix="query: ")
+        (part,) = predictors.load(predict.save_sts_model(tmp_path / family, sim)).attention_parts()
+        assert hasattr(part[0], "set_attn_implementation") and part[2] == "query: " and part[3] == (family == "cross")
+    kw = classifier.EncoderClassifier(encoder(3), 2, problem_type="multi_label_classification")
+    pol = classifier.EncoderClassifier(encoder(4), 3)
+    d = predict.save_keyword_sentiment(
+        tmp_path / "ks", kw, pol, tok, ["price", "taste"], ["positive", "negative", "neutral"], [0.5, 0.5], 32
+    )
+    ks = predictors.load(d)
+    assert ks.attention_parts()[0][0] is ks.keywords.model.encoder  # the keyword stage: what decides the pairs
+    with pytest.raises(ValueError, match="has no Hugging Face encoder"):
+        predict.attention_part(SimpleNamespace(model=torch.nn.Linear(2, 2), tokenizer=tok, prefix=""))

@@ -10,6 +10,9 @@ input order (batched and length-sorted by the task code underneath):
                       (keywords/ + polarity/ classifier folders, per-keyword thresholds in the card)
     Encoder           encoder (jd-encoder): {"embedding": [H floats]}; `.encode(texts)` -> [N, H]
 
+Each also answers `attention_parts()` -> [(HF encoder, tokenizer, prefix, joint_pair)]: what `polarkit
+serve`'s /explain draws attention with, so the server never reaches inside a predictor.
+
 Saving (what notebooks call when `register` is on; weights as safetensors, then the model card):
 
     save_classifier_model(dir, clf, tok, labels, "cola", max_length=64)      # or "sentiment", "keywords"
@@ -53,6 +56,17 @@ def _quantized(model, quantize: bool):
     return predictors.quantize_linear(model) if quantize else model
 
 
+def attention_part(inner, joint: bool = True) -> tuple:
+    """(Hugging Face encoder, tokenizer, prefix, joint_pair) of a model holder with `.model`, `.tokenizer`,
+    `.prefix`, for attention views (`polarkit serve`'s /explain). joint_pair: a pair is one input (cross);
+    False: each sentence is encoded alone (bi-encoder). ValueError when the model has no HF encoder."""
+    model = inner.model
+    encoder = model if hasattr(model, "set_attn_implementation") else getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "set_attn_implementation"):
+        raise ValueError(f"{type(model).__name__} has no Hugging Face encoder: no attention view for it")
+    return (encoder, inner.tokenizer, inner.prefix or "", joint)
+
+
 class TextClassifier:
     """classification / multilabel predictor over `classifier.Predictor` (texts, or (text, pair) inputs)."""
 
@@ -71,6 +85,9 @@ class TextClassifier:
         p = classifier.Predictor.load(directory)
         p.model = _quantized(p.model, quantize)
         return cls(p, card["kind"], card.get("thresholds"), card.get("pair", False))
+
+    def attention_parts(self) -> list[tuple]:
+        return [attention_part(self.predictor)]
 
     def predict(self, inputs: Any, batch_size: int = 64) -> list[dict]:
         if self.pair:
@@ -112,6 +129,9 @@ class SimilarityScorer:
         sim.model = _quantized(sim.model, quantize)
         return cls(sim)
 
+    def attention_parts(self) -> list[tuple]:
+        return [attention_part(self.similarity, joint=self.similarity.family != "bi")]
+
     def predict(self, inputs: Any, batch_size: int = 64) -> list[dict]:
         first, second = predictors.as_pairs(inputs)
         if not first:
@@ -135,6 +155,9 @@ class KeywordSentiment:
         kw, pol = classifier.Predictor.load(d / "keywords"), classifier.Predictor.load(d / "polarity")
         kw.model, pol.model = _quantized(kw.model, quantize), _quantized(pol.model, quantize)
         return cls(kw, pol, card.get("thresholds", 0.5), card.get("at_least_one", True))
+
+    def attention_parts(self) -> list[tuple]:
+        return [attention_part(self.keywords)]
 
     def predict(self, inputs: Any, batch_size: int = 64) -> list[dict]:
         from polarkit.tasks.reviews.evaluate import pipeline_pairs
@@ -181,6 +204,9 @@ class Encoder:
             card.get("prefix", ""),
             card.get("max_length") or 512,
         )
+
+    def attention_parts(self) -> list[tuple]:
+        return [attention_part(self)]
 
     def encode(self, texts: Any, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """texts [N] -> float32 [N, H], the card's pooling and prefix."""
