@@ -26,16 +26,16 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serve_helpers import start_server, stop_server  # noqa: E402  (the tests' real-server start/stop)
 
 
 def build_model(spec: str, folder: Path, max_length: int, seed: int = 0) -> Path:
@@ -64,12 +64,6 @@ def reviews(n: int, max_chars: int, seed: int = 0) -> list[str]:
     return [texts[i] for i in rng.permutation(len(texts))[:n]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SERVER_OPTIONS = ("window_ms", "max_batch", "micro_batch", "workers", "threads")
 
 
@@ -84,48 +78,9 @@ def server_options(args) -> list[str]:
 
 
 def start(folder: Path, args, batching: bool, log_dir: Path):
-    """The server process (own session) and its URL, once /health answers."""
-    import httpx
-
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "polarkit.serve",
-        str(folder),
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        *server_options(args),
-    ]
-    if not batching:
-        cmd.append("--no-batching")
-    log = open(log_dir / f"serve-{'on' if batching else 'off'}.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {Path(log.name).read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError("server not up after 600 s")
-
-
-def stop(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """The server process (own session) and its URL, once /health answers (tests/serve_helpers)."""
+    options = [str(folder), "--no-access-log", "--log-level", "warning", *server_options(args)]
+    return start_server(options + ([] if batching else ["--no-batching"]), log_dir, timeout=600, name="bench-serve")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -228,7 +183,7 @@ def run(args, texts: list[str], work: Path) -> list[dict]:
                 for e in r["error_examples"]:
                     print(f"    error: {e}")
         finally:
-            stop(proc)
+            stop_server(proc, timeout=30)
     return results
 
 

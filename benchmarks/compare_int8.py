@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from polarkit import data, embed
+from polarkit import data, embed, score
 
 PREFIX = "query: "
 
@@ -189,15 +189,6 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[int, in
     return b01, b10, float(p)
 
 
-def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% CI of accuracy(b) - accuracy(a) resampling reviews (paired)."""
-    rng = np.random.default_rng(seed)
-    diff = b_correct.astype(float) - a_correct.astype(float)
-    idx = rng.integers(0, len(diff), size=(n, len(diff)))
-    d = diff[idx].mean(1)
-    return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
-
-
 def warm(model, tok, texts, max_length):
     embed.encode(model, tok, texts[:64], prefix=PREFIX, max_length=max_length, progress=False)
 
@@ -285,8 +276,6 @@ def evaluate_sts(args, built, tok) -> None:
             embed.encode(m, tok, df["sentence2"].tolist(), **kw),
         )
         sims[name] = embed.pairwise_cos_sim(a, b)
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(gold), size=(2000, len(gold)))
     print(f"\nzero-shot KLUE-STS dev ({len(gold)} pairs), Pearson of cosine; Δ vs fp32 with a paired bootstrap 95% CI")
     ref = sims.get("fp32")
     for name, s in sims.items():
@@ -294,8 +283,11 @@ def evaluate_sts(args, built, tok) -> None:
         if ref is None or name == "fp32":
             print(f"{name:18s} {r:.4f}")
             continue
-        boot = [pearsonr(gold[i], s[i])[0] - pearsonr(gold[i], ref[i])[0] for i in idx]
-        lo, hi = np.quantile(boot, [0.025, 0.975])
+
+        def change(i, s=s):
+            return pearsonr(gold[i], s[i])[0] - pearsonr(gold[i], ref[i])[0]
+
+        lo, hi = score.paired_bootstrap(change, len(gold))
         print(f"{name:18s} {r:.4f} {r - pearsonr(gold, ref)[0]:+.4f} [{lo:+.4f}, {hi:+.4f}]")
 
 
@@ -335,7 +327,7 @@ def evaluate_classifier(args, names, methods: Methods, threads: int) -> None:
         if ref is None:
             print(f"{name:18s} {speed:7.1f} {acc:9.4f}")
             continue
-        lo, hi = paired_bootstrap(ref, correct[name])
+        lo, hi = score.paired_bootstrap(lambda i, c=correct[name]: c[i].mean() - ref[i].mean(), len(ref))
         b01, b10, p = mcnemar_exact(ref, correct[name])
         agree = (probs.argmax(1) == ref_probs.argmax(1)).mean()
         dp = np.abs(probs[:, 1] - ref_probs[:, 1]).max()

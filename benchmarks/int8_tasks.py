@@ -27,10 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from scipy.stats import pearsonr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from polarkit import data, predictors, runs
+from polarkit import data, predictors, runs, score
 
 
 def validation_frame(run_dir: Path) -> tuple[str, pd.DataFrame, list[str] | None]:
@@ -70,55 +68,36 @@ def inputs_of(task: str, frame: pd.DataFrame):
     return frame.text.tolist()
 
 
-def metric_fn(task: str, frame: pd.DataFrame, labels: list[str] | None):
-    """(name, f(outputs, idx) -> value, agreement(outputs_a, outputs_b) -> value) for this task."""
+def task_metric(task: str, frame: pd.DataFrame, labels: list[str] | None):
+    """(metric name, as_array(outputs) -> array, value(array, idx) -> the metric on those examples (polarkit.score),
+    agreement(array_a, array_b), agreement name) for this task; outputs are turned into arrays once."""
     if task == "sts":
         gold = frame.score.to_numpy(float)
-
-        def value(out, idx):
-            return float(pearsonr(gold[idx], np.array([o["score"] for o in out])[idx])[0])
-
-        def agree(a, b):
-            return float(np.mean([abs(x["score"] - y["score"]) for x, y in zip(a, b)]))
-
-        return "pearson", value, agree, "mean |Δscore|"
+        return (
+            "pearson",
+            lambda out: np.array([o["score"] for o in out]),
+            lambda x, idx: score.similarity(gold[idx], x[idx])["pearson"],
+            lambda x, y: float(np.mean(np.abs(x - y))),
+            "mean |Δscore|",
+        )
     if task in ("keywords", "keyword_sentiment"):
-        gold = np.stack(frame.label.to_numpy()).astype(int)
-
-        def hot(out):
-            key = "labels" if task == "keywords" else "keywords"
-            return np.array([[int(name in o[key]) for name in labels] for o in out])
-
-        def value(out, idx):
-            return float(f1_score(gold[idx], hot(out)[idx], average="micro", zero_division=0))
-
-        def agree(a, b):
-            return float(np.mean((hot(a) == hot(b)).all(axis=1)))
-
-        return "micro_f1", value, agree, "same label set"
-    gold = frame.label.to_numpy(int)
-    names = labels or ["unacceptable", "acceptable"]
-
-    def pred(out):
-        return np.array([names.index(o["label"]) for o in out])
-
-    def value(out, idx):
-        fn = matthews_corrcoef if task == "cola" else accuracy_score
-        return float(fn(gold[idx], pred(out)[idx]))
-
-    def agree(a, b):
-        return float(np.mean(pred(a) == pred(b)))
-
-    return ("mcc" if task == "cola" else "accuracy"), value, agree, "same label"
-
-
-def bootstrap_diff(value, a, b, n: int, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        diffs.append(value(b, idx) - value(a, idx))
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+        gold, key = np.stack(frame.label.to_numpy()).astype(int), "labels" if task == "keywords" else "keywords"
+        return (
+            "micro_f1",
+            lambda out: np.array([[int(name in o[key]) for name in labels] for o in out]),
+            lambda x, idx: score.multilabel(gold[idx], x[idx])["micro_f1"],
+            lambda x, y: float(np.mean((x == y).all(axis=1))),
+            "same label set",
+        )
+    gold, names = frame.label.to_numpy(int), labels or ["unacceptable", "acceptable"]
+    name = "mcc" if task == "cola" else "accuracy"
+    return (
+        name,
+        lambda out: np.array([names.index(o["label"]) for o in out]),
+        lambda x, idx: score.classification(gold[idx], x[idx])[name],
+        lambda x, y: float(np.mean(x == y)),
+        "same label",
+    )
 
 
 def measure(run_dir: Path, rounds: int) -> dict:
@@ -131,20 +110,21 @@ def measure(run_dir: Path, rounds: int) -> dict:
             t0 = time.perf_counter()
             outs[q] = p.predict(xs)
             seconds[q].append(time.perf_counter() - t0)
-    name, value, agree, agree_name = metric_fn(task, frame, labels)
+    name, as_array, value, agree, agree_name = task_metric(task, frame, labels)
+    fp32, int8 = as_array(outs[False]), as_array(outs[True])
     n, every = len(xs), np.arange(len(xs))
-    lo, hi = bootstrap_diff(value, outs[False], outs[True], n)
-    fp32, int8 = value(outs[False], every), value(outs[True], every)
+    lo, hi = score.paired_bootstrap(lambda idx: value(int8, idx) - value(fp32, idx), n, resamples=1000)
+    v32, v8 = value(fp32, every), value(int8, every)
     return {
         "task": task,
         "examples": n,
         "metric": name,
-        "fp32": round(fp32, 4),
-        "int8": round(int8, 4),
-        "int8 - fp32": round(int8 - fp32, 4),
+        "fp32": round(v32, 4),
+        "int8": round(v8, 4),
+        "int8 - fp32": round(v8 - v32, 4),
         "95% interval": f"[{lo:+.4f}, {hi:+.4f}]",
         "within noise": lo <= 0 <= hi,
-        agree_name if task == "sts" else "agreement": round(agree(outs[False], outs[True]), 4),
+        agree_name: round(agree(fp32, int8), 4),
         "fp32 ex/s": round(n / min(seconds[False]), 1),
         "int8 ex/s": round(n / min(seconds[True]), 1),
         "speed-up": round(min(seconds[False]) / min(seconds[True]), 2),

@@ -65,6 +65,14 @@ def multilabel(y_true, y_prob, threshold=0.5, key_prefix: str = "") -> dict[str,
     return out
 
 
+def paired_bootstrap(diff, n: int, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of `diff(idx)` (e.g. metric of B on idx - metric of A on idx) over `resamples`
+    resamples with replacement of the n examples both were scored on (paired: one idx for both)."""
+    rng = np.random.default_rng(seed)
+    d = [diff(rng.integers(0, n, n)) for _ in range(resamples)]
+    return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
 def ranking(labels, scores, key_prefix: str = "") -> dict[str, float]:
     """ROC-AUC and the accuracy at the best threshold, for binary labels [N] and scores [N]."""
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)

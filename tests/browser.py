@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
 FLAGS = (
     "--headless",
@@ -97,3 +99,19 @@ def playwright_chromium():
             yield b
         finally:
             b.close()
+
+
+def _has_playwright() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        return False
+    return True
+
+
+# `pytestmark = PLAYWRIGHT_MARKS` in a test module that drives a page under playwright
+PLAYWRIGHT_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(find_chromium() is None, reason="no chromium binary (apt-get install -y chromium)"),
+    pytest.mark.skipif(not _has_playwright(), reason="playwright not installed (pip install -e '.[dev]')"),
+]

@@ -152,26 +152,24 @@ def test_metrics_json_is_strict_json_with_null_for_non_finite(tmp_path):
     assert strict == {"val_loss": None, "val_acc": 0.5, "val_inf": None}
 
 
-def test_a_diverged_training_stops_with_a_clear_error(tmp_path):
-    """lr=1e12 used to give eval loss NaN, train loss logged as 0.0, and a `succeeded` run."""
+def _fit_at_lr_1e12(images: int, epochs: int):
+    """train.fit of a SmallCNN on `images` random MNIST-shaped images at lr=1e12 (it diverges)."""
     from polarkit import train
     from polarkit.tasks import mnist
 
     rng = np.random.default_rng(0)
-    ds = mnist.MnistDataset(rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), rng.integers(0, 10, 32))
+    ds = mnist.MnistDataset(rng.integers(0, 256, (images, 28, 28), dtype=np.uint8), rng.integers(0, 10, images))
     torch.manual_seed(0)
+    fit = dict(lr=1e12, epochs=epochs, batch_size=8, group_by_length=False, disable_tqdm=True, logging_steps=1)
+    return train.fit(mnist.SmallCNN(), ds, ds, **fit)
+
+
+def test_a_diverged_training_stops_with_a_clear_error(tmp_path):
+    """lr=1e12 used to give eval loss NaN, train loss logged as 0.0, and a `succeeded` run."""
+    from polarkit import train
+
     with pytest.raises(train.TrainingDiverged, match="diverged at step"):
-        train.fit(
-            mnist.SmallCNN(),
-            ds,
-            ds,
-            lr=1e12,
-            epochs=3,
-            batch_size=8,
-            group_by_length=False,
-            disable_tqdm=True,
-            logging_steps=1,
-        )
+        _fit_at_lr_1e12(32, epochs=3)
 
 
 def test_non_finite_weights_stop_training_at_the_first_step(tmp_path):
@@ -201,23 +199,10 @@ def test_fit_removes_its_temporary_checkpoints_even_when_training_raises(tmp_pat
     import tempfile
 
     from polarkit import train
-    from polarkit.tasks import mnist
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    rng = np.random.default_rng(0)
-    ds = mnist.MnistDataset(rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
     with pytest.raises(train.TrainingDiverged):
-        train.fit(
-            mnist.SmallCNN(),
-            ds,
-            ds,
-            lr=1e12,
-            epochs=4,
-            batch_size=8,
-            group_by_length=False,
-            disable_tqdm=True,
-            logging_steps=1,
-        )
+        _fit_at_lr_1e12(16, epochs=4)
     assert not list(tmp_path.glob("polarkit-checkpoints-*"))
 
 

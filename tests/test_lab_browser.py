@@ -27,23 +27,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import find_chromium, playwright_chromium
+from browser import PLAYWRIGHT_MARKS, playwright_chromium
 from test_widgets import ENCODED, TEXT_PROGRESS, TRAIN_STEPS, progress_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "bin" / "lab"
 ANNOUNCEMENTS = "@jupyterlab/apputils-extension:announcements"
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - the dev extra installs it
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(find_chromium() is None, reason="no chromium binary (apt-get install -y chromium)"),
-    pytest.mark.skipif(sync_playwright is None, reason="playwright not installed (pip install -e '.[dev]')"),
-]
+pytestmark = PLAYWRIGHT_MARKS
 
 # Records non-loopback name look-ups and connections of every Python process that imports `site`
 # (the server and its kernels). Unix-socket addresses are strings, not tuples: ignored.

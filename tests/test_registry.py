@@ -171,6 +171,19 @@ def test_promote_refusals(store, outputs, tiny_classifier):
         registry.promote("cola", run=run_dir.name)
 
 
+def _json_from_another_process(script: str, env: dict) -> object:
+    """Run `script` (argv[1] = TEXTS as JSON) in a fresh Python with `env` added; its last stdout line, parsed."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(TEXTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_load_by_alias_from_another_process_and_through_mlflow_pyfunc(store, outputs, tiny_classifier):
     run_dir, model_dir = _registered_run(outputs, tiny_classifier, 0.3)
     registry.register(run_dir, "cola", model_dir, "val_mcc", 0.2)
@@ -183,15 +196,7 @@ def test_load_by_alias_from_another_process_and_through_mlflow_pyfunc(store, out
         "df = mlflow.pyfunc.load_model('models:/cola@champion').predict(texts)\n"
         "print(json.dumps({'ours': ours, 'pyfunc': df.to_dict(orient='records')}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(TEXTS)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MLFLOW_TRACKING_URI": store},
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _json_from_another_process(script, {"MLFLOW_TRACKING_URI": store})
     for name in ("ours", "pyfunc"):
         assert [r["label"] for r in got[name]] == [r["label"] for r in expected]
         np.testing.assert_allclose(
@@ -257,15 +262,9 @@ def test_real_tracking_server_two_runs_one_registered_promoted_and_loaded_elsewh
         "import json, sys, polarkit.predictors as P\n"
         "print(json.dumps(P.load('cola@champion').predict(json.loads(sys.argv[1]))))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(TEXTS)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MLFLOW_TRACKING_URI": server, "POLARKIT_MODELS": str(tmp_path / "cache-elsewhere")},
+    got = _json_from_another_process(
+        script, {"MLFLOW_TRACKING_URI": server, "POLARKIT_MODELS": str(tmp_path / "cache-elsewhere")}
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(
         [r["probs"]["acceptable"] for r in got], [r["probs"]["acceptable"] for r in expected], atol=1e-5
     )

@@ -103,3 +103,15 @@ def test_every_metric_name_carries_its_direction():
     higher = ["accuracy", "eval_mcc", "val_micro_f1", "dev_pearson", "testsheet_auc", "dev_pair_f1", "test_lr"]
     assert not any(score.greater_is_better(m) for m in lower)
     assert all(score.greater_is_better(m) for m in higher)
+
+
+def test_paired_bootstrap_of_an_accuracy_change_matches_the_normal_interval(rng):
+    a = rng.random(4000) < 0.8
+    b = a.copy()
+    flip = rng.choice(4000, 200, replace=False)  # 200 examples set right or wrong in B: a paired change
+    b[flip[:130]], b[flip[130:]] = True, False
+    d = b.astype(float) - a.astype(float)
+    lo, hi = score.paired_bootstrap(lambda i: b[i].mean() - a[i].mean(), len(a))
+    half = 1.96 * d.std() / np.sqrt(len(d))  # the normal approximation of the same paired interval
+    assert lo == pytest.approx(d.mean() - half, abs=0.002) and hi == pytest.approx(d.mean() + half, abs=0.002)
+    assert score.paired_bootstrap(lambda i: b[i].mean() - a[i].mean(), len(a)) == (lo, hi)  # seeded

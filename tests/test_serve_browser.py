@@ -14,7 +14,7 @@ import re
 import signal
 
 import pytest
-from browser import find_chromium, playwright_chromium
+from browser import PLAYWRIGHT_MARKS, playwright_chromium
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -22,16 +22,7 @@ pytest.importorskip("fastapi")
 from mlflow_store import mlflow_template  # noqa: E402,F401  (session fixture)
 from serve_helpers import env, serve_models, start_server, stop_server  # noqa: E402,F401  (fixtures)
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - the dev extra installs it
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(find_chromium() is None, reason="no chromium binary (apt-get install -y chromium)"),
-    pytest.mark.skipif(sync_playwright is None, reason="playwright not installed (pip install -e '.[dev]')"),
-]
+pytestmark = PLAYWRIGHT_MARKS
 
 REVIEW = "배송이 빠르고 품질도 좋아요. 또 살게요!"
 PAIR = ("오늘 날씨가 정말 좋네요.", "날씨가 맑아서 기분이 좋아요.")
